@@ -1,0 +1,40 @@
+#ifndef CUSTOS_COMMON_AUDIT_STORE_H_
+#define CUSTOS_COMMON_AUDIT_STORE_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/sqlite.h"
+#include "custos/common/v1/audit.pb.h"
+
+namespace custos {
+
+// The audit log table every service keeps; add it to the service's
+// migrations.
+extern const char kAuditEventsSchema[];
+
+struct AuditRecord {
+  std::string actor;
+  std::string action;
+  std::string resource;
+  std::string before;  // JSON; "" when the resource did not exist.
+  std::string after;   // JSON; "" when the resource was deleted.
+  absl::Time time;
+  std::string request_id;
+};
+
+// Appends one event. Call inside the Write transaction of the change itself,
+// so an event exists exactly when the change does.
+absl::Status AppendAuditEvent(SqliteConnection& db, const AuditRecord& record);
+
+// Events on `parent` and every resource below it, newest first.
+// REQUIRES: `parent` is a validated resource name; page_size normalized.
+absl::StatusOr<custos::common::v1::ListAuditEventsResponse> ListAuditEvents(
+    SqliteDatabase& database, const std::string& parent, int page_size,
+    const std::string& page_token);
+
+}  // namespace custos
+
+#endif  // CUSTOS_COMMON_AUDIT_STORE_H_

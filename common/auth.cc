@@ -1,0 +1,496 @@
+#include "common/auth.h"
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/status_macros.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace custos {
+
+struct JwtVerifier::Cache {
+  absl::Mutex mu;
+  absl::flat_hash_map<std::string, Verified> entries ABSL_GUARDED_BY(mu);
+};
+
+namespace {
+
+using ::google::protobuf::Struct;
+using ::google::protobuf::Value;
+
+// Clearing everything when full is crude but keeps the cache bounded without
+// per-entry bookkeeping; a refill costs one verification per live token.
+constexpr size_t kMaxCacheEntries = 10000;
+// gRPC's default metadata limit is 8 KiB; anything longer is not a token we
+// issued, and the bound caps the memory one cache entry can take.
+constexpr size_t kMaxTokenBytes = 16 * 1024;
+
+absl::Status Unauthenticated(absl::string_view reason) {
+  return absl::UnauthenticatedError(reason);
+}
+
+// RFC 7515 base64url without padding. Stricter than absl's decoder: padding,
+// whitespace and non-zero trailing bits are rejected so that each byte string
+// has exactly one accepted encoding.
+bool Base64UrlDecode(absl::string_view in, std::string* out) {
+  if (in.size() % 4 == 1) return false;
+  out->clear();
+  out->reserve(in.size() * 3 / 4);
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    int v;
+    if (c >= 'A' && c <= 'Z') {
+      v = c - 'A';
+    } else if (c >= 'a' && c <= 'z') {
+      v = c - 'a' + 26;
+    } else if (c >= '0' && c <= '9') {
+      v = c - '0' + 52;
+    } else if (c == '-') {
+      v = 62;
+    } else if (c == '_') {
+      v = 63;
+    } else {
+      return false;
+    }
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out->push_back(static_cast<char>((acc >> bits) & 0xFF));
+      acc &= (1u << bits) - 1;
+    }
+  }
+  return acc == 0;
+}
+
+std::string Base64UrlEncode(absl::string_view in) {
+  // absl's web-safe variant already omits padding, as JWS requires.
+  return absl::WebSafeBase64Escape(in);
+}
+
+bool ParseJsonObject(absl::string_view json, Struct* out) {
+  return google::protobuf::util::JsonStringToMessage(std::string(json), out)
+      .ok();
+}
+
+void AppendJsonString(absl::string_view s, std::string* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->push_back('"');
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      default:
+        if (c < 0x20) {
+          out->append("\\u00");
+          out->push_back(kHex[c >> 4]);
+          out->push_back(kHex[c & 0xF]);
+        } else {
+          out->push_back(ch);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+std::string SigningInput(absl::string_view alg, const JwtClaims& claims) {
+  std::string header = absl::StrCat(R"({"alg":")", alg, R"(","typ":"JWT"})");
+
+  std::string payload = R"({"sub":)";
+  AppendJsonString(claims.subject, &payload);
+  payload.append(R"(,"roles":[)");
+  for (size_t i = 0; i < claims.roles.size(); ++i) {
+    if (i > 0) payload.push_back(',');
+    AppendJsonString(claims.roles[i], &payload);
+  }
+  payload.append(R"(],"iss":)");
+  AppendJsonString(claims.issuer, &payload);
+  payload.append(R"(,"aud":)");
+  AppendJsonString(claims.audience, &payload);
+  absl::StrAppend(&payload, R"(,"iat":)",
+                  absl::ToUnixSeconds(claims.issued_at));
+  if (claims.not_before != absl::InfinitePast()) {
+    absl::StrAppend(&payload, R"(,"nbf":)",
+                    absl::ToUnixSeconds(claims.not_before));
+  }
+  absl::StrAppend(&payload, R"(,"exp":)",
+                  absl::ToUnixSeconds(claims.expires_at), "}");
+
+  return absl::StrCat(Base64UrlEncode(header), ".", Base64UrlEncode(payload));
+}
+
+bool HmacSha256(absl::string_view key, absl::string_view data,
+                unsigned char mac[SHA256_DIGEST_LENGTH]) {
+  // OpenSSL 3.0's HMAC() fails on a null key even with length 0.
+  static const unsigned char kEmptyKey = 0;
+  const void* key_data =
+      key.empty() ? static_cast<const void*>(&kEmptyKey) : key.data();
+  unsigned int mac_len = 0;
+  if (key.size() > INT_MAX ||
+      HMAC(EVP_sha256(), key_data, static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(data.data()), data.size(),
+           mac, &mac_len) == nullptr ||
+      mac_len != SHA256_DIGEST_LENGTH) {
+    ERR_clear_error();
+    return false;
+  }
+  return true;
+}
+
+bool VerifyHs256(absl::string_view secret, absl::string_view signing_input,
+                 absl::string_view signature) {
+  // The expected length is public, so checking it first leaks nothing.
+  if (signature.size() != SHA256_DIGEST_LENGTH) return false;
+  unsigned char mac[SHA256_DIGEST_LENGTH];
+  if (!HmacSha256(secret, signing_input, mac)) return false;
+  return CRYPTO_memcmp(mac, signature.data(), SHA256_DIGEST_LENGTH) == 0;
+}
+
+using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
+using BioPtr = std::unique_ptr<BIO, decltype(&BIO_free)>;
+
+bool VerifyRs256(EVP_PKEY* key, absl::string_view signing_input,
+                 absl::string_view signature) {
+  MdCtxPtr ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  const bool ok =
+      ctx != nullptr &&
+      EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key) ==
+          1 &&
+      EVP_DigestVerify(
+          ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
+          signature.size(),
+          reinterpret_cast<const unsigned char*>(signing_input.data()),
+          signing_input.size()) == 1;
+  // Leave no stale errors for unrelated OpenSSL users on this thread (TLS).
+  if (!ok) ERR_clear_error();
+  return ok;
+}
+
+// Refuses encrypted PEMs instead of letting OpenSSL prompt on the terminal.
+int NoPassphrase(char*, int, int, void*) { return -1; }
+
+BioPtr MemBio(absl::string_view data) {
+  if (data.size() > INT_MAX) return BioPtr(nullptr, &BIO_free);
+  return BioPtr(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())),
+                &BIO_free);
+}
+
+absl::StatusOr<std::shared_ptr<EVP_PKEY>> LoadRsaPublicKey(
+    absl::string_view pem) {
+  BioPtr bio = MemBio(pem);
+  EVP_PKEY* raw =
+      bio ? PEM_read_bio_PUBKEY(bio.get(), nullptr, NoPassphrase, nullptr)
+          : nullptr;
+  if (raw == nullptr) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(
+        "RS256 public key is not a PEM \"PUBLIC KEY\"");
+  }
+  std::shared_ptr<EVP_PKEY> key(raw, &EVP_PKEY_free);
+  // Accepting any key type would let RS256 tokens be checked with, say, an EC
+  // key; the algorithm must pin the key type.
+  if (EVP_PKEY_get_base_id(raw) != EVP_PKEY_RSA) {
+    return absl::InvalidArgumentError("RS256 public key is not an RSA key");
+  }
+  if (EVP_PKEY_get_bits(raw) < 2048) {
+    return absl::InvalidArgumentError(
+        "RS256 public key is shorter than 2048 bits");
+  }
+  return key;
+}
+
+absl::StatusOr<std::string> StringClaim(const Struct& claims,
+                                        absl::string_view name) {
+  auto it = claims.fields().find(std::string(name));
+  if (it == claims.fields().end() ||
+      it->second.kind_case() != Value::kStringValue) {
+    return Unauthenticated(absl::StrCat("missing ", name));
+  }
+  return it->second.string_value();
+}
+
+// Absent → `absent`; present but not a number → error.
+absl::StatusOr<absl::Time> TimeClaim(const Struct& claims,
+                                     absl::string_view name,
+                                     std::optional<absl::Time> absent) {
+  auto it = claims.fields().find(std::string(name));
+  if (it == claims.fields().end()) {
+    if (absent.has_value()) return *absent;
+    return Unauthenticated(absl::StrCat("missing ", name));
+  }
+  if (it->second.kind_case() != Value::kNumberValue) {
+    return Unauthenticated(absl::StrCat("bad ", name));
+  }
+  // Seconds(double) saturates to an infinite duration for huge values.
+  return absl::UnixEpoch() + absl::Seconds(it->second.number_value());
+}
+
+bool AudienceMatches(const Value& aud, absl::string_view audience) {
+  if (aud.kind_case() == Value::kStringValue) {
+    return aud.string_value() == audience;
+  }
+  if (aud.kind_case() == Value::kListValue) {
+    for (const Value& v : aud.list_value().values()) {
+      if (v.kind_case() == Value::kStringValue &&
+          v.string_value() == audience) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+bool Principal::HasRole(absl::string_view role) const {
+  return std::find(roles.begin(), roles.end(), role) != roles.end();
+}
+
+JwtVerifier::JwtVerifier(JwtVerifierOptions options, const Clock* clock,
+                         std::shared_ptr<evp_pkey_st> rs256_key)
+    : options_(std::move(options)),
+      clock_(clock),
+      rs256_key_(std::move(rs256_key)),
+      cache_(std::make_shared<Cache>()) {}
+
+absl::StatusOr<JwtVerifier> JwtVerifier::Create(JwtVerifierOptions options,
+                                                const Clock* clock) {
+  if (options.hs256_secret.empty() && options.rs256_public_key_pem.empty()) {
+    return absl::InvalidArgumentError(
+        "no JWT verification key: give an HS256 secret or an RS256 public key");
+  }
+  // An empty expectation would accept tokens minted for any issuer/audience.
+  if (options.issuer.empty()) {
+    return absl::InvalidArgumentError("JWT issuer must not be empty");
+  }
+  if (options.audience.empty()) {
+    return absl::InvalidArgumentError("JWT audience must not be empty");
+  }
+  if (options.max_clock_skew < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "JWT max_clock_skew must not be negative");
+  }
+  std::shared_ptr<EVP_PKEY> rs256_key;
+  if (!options.rs256_public_key_pem.empty()) {
+    ASSIGN_OR_RETURN(rs256_key, LoadRsaPublicKey(options.rs256_public_key_pem));
+  }
+  if (clock == nullptr) clock = RealClock::Get();
+  return JwtVerifier(std::move(options), clock, std::move(rs256_key));
+}
+
+absl::Status JwtVerifier::CheckValidityWindow(const Verified& verified) const {
+  const absl::Time now = clock_->Now();
+  if (now >= verified.expires_at + options_.max_clock_skew) {
+    return Unauthenticated("token expired");
+  }
+  if (now < verified.not_before - options_.max_clock_skew) {
+    return Unauthenticated("token not yet valid");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Principal> JwtVerifier::Verify(absl::string_view token) const {
+  if (token.size() > kMaxTokenBytes) return Unauthenticated("token too large");
+
+  std::optional<Verified> cached;
+  {
+    absl::ReaderMutexLock lock(&cache_->mu);
+    auto it = cache_->entries.find(token);
+    if (it != cache_->entries.end()) cached = it->second;
+  }
+  if (cached.has_value()) {
+    RETURN_IF_ERROR(CheckValidityWindow(*cached));
+    return std::move(cached->principal);
+  }
+
+  ASSIGN_OR_RETURN(Verified verified, VerifyUncached(token));
+  RETURN_IF_ERROR(CheckValidityWindow(verified));
+  {
+    absl::MutexLock lock(&cache_->mu);
+    if (cache_->entries.size() >= kMaxCacheEntries) cache_->entries.clear();
+    cache_->entries.insert_or_assign(std::string(token), verified);
+  }
+  return std::move(verified.principal);
+}
+
+absl::StatusOr<JwtVerifier::Verified> JwtVerifier::VerifyUncached(
+    absl::string_view token) const {
+  std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
+  if (parts.size() != 3) return Unauthenticated("malformed token");
+
+  std::string header_json;
+  Struct header;
+  if (!Base64UrlDecode(parts[0], &header_json) ||
+      !ParseJsonObject(header_json, &header)) {
+    return Unauthenticated("malformed token header");
+  }
+  auto alg_it = header.fields().find("alg");
+  if (alg_it == header.fields().end() ||
+      alg_it->second.kind_case() != Value::kStringValue) {
+    return Unauthenticated("malformed token header");
+  }
+  // No extension is understood, so RFC 7515 §4.1.11 requires rejecting any.
+  if (header.fields().contains("crit")) {
+    return Unauthenticated("unsupported critical header");
+  }
+  const std::string& alg = alg_it->second.string_value();
+  const bool is_hs256 = alg == "HS256";
+  if (!is_hs256 && alg != "RS256") {
+    return Unauthenticated("unsupported algorithm");
+  }
+  // The algorithm is chosen by configuration, never by the token: an RS256
+  // deployment must not accept an HS256 token keyed with its public key.
+  if (is_hs256 ? options_.hs256_secret.empty() : rs256_key_ == nullptr) {
+    return Unauthenticated("algorithm not enabled");
+  }
+
+  std::string signature;
+  if (!Base64UrlDecode(parts[2], &signature)) {
+    return Unauthenticated("malformed token signature");
+  }
+  const absl::string_view signing_input =
+      token.substr(0, parts[0].size() + 1 + parts[1].size());
+  const bool signature_ok =
+      is_hs256 ? VerifyHs256(options_.hs256_secret, signing_input, signature)
+               : VerifyRs256(rs256_key_.get(), signing_input, signature);
+  if (!signature_ok) return Unauthenticated("bad signature");
+
+  std::string payload_json;
+  Struct claims;
+  if (!Base64UrlDecode(parts[1], &payload_json) ||
+      !ParseJsonObject(payload_json, &claims)) {
+    return Unauthenticated("malformed token payload");
+  }
+
+  Verified verified;
+  ASSIGN_OR_RETURN(verified.principal.subject, StringClaim(claims, "sub"));
+  if (verified.principal.subject.empty()) return Unauthenticated("missing sub");
+  ASSIGN_OR_RETURN(verified.expires_at,
+                   TimeClaim(claims, "exp", /*absent=*/std::nullopt));
+  ASSIGN_OR_RETURN(verified.not_before,
+                   TimeClaim(claims, "nbf", absl::InfinitePast()));
+  // `iat` is informational, but a non-number means a sloppy or hostile minter.
+  RETURN_IF_ERROR(TimeClaim(claims, "iat", absl::InfinitePast()).status());
+
+  auto iss_it = claims.fields().find("iss");
+  if (iss_it == claims.fields().end() ||
+      iss_it->second.kind_case() != Value::kStringValue ||
+      iss_it->second.string_value() != options_.issuer) {
+    return Unauthenticated("wrong issuer");
+  }
+  auto aud_it = claims.fields().find("aud");
+  if (aud_it == claims.fields().end() ||
+      !AudienceMatches(aud_it->second, options_.audience)) {
+    return Unauthenticated("wrong audience");
+  }
+
+  auto roles_it = claims.fields().find("roles");
+  if (roles_it != claims.fields().end()) {
+    if (roles_it->second.kind_case() != Value::kListValue) {
+      return Unauthenticated("bad roles");
+    }
+    for (const Value& role : roles_it->second.list_value().values()) {
+      if (role.kind_case() != Value::kStringValue) {
+        return Unauthenticated("bad roles");
+      }
+      verified.principal.roles.push_back(role.string_value());
+    }
+  }
+  return verified;
+}
+
+std::string SignJwtHs256(const JwtClaims& claims, absl::string_view secret) {
+  std::string token = SigningInput("HS256", claims);
+  unsigned char mac[SHA256_DIGEST_LENGTH];
+  // Fails only if OpenSSL cannot compute SHA-256 at all; an unsigned token
+  // must never leave this function.
+  if (!HmacSha256(secret, token, mac)) std::abort();
+  absl::StrAppend(&token, ".",
+                  Base64UrlEncode(absl::string_view(
+                      reinterpret_cast<const char*>(mac), sizeof(mac))));
+  return token;
+}
+
+absl::StatusOr<std::string> SignJwtRs256(const JwtClaims& claims,
+                                         absl::string_view private_key_pem) {
+  BioPtr bio = MemBio(private_key_pem);
+  EVP_PKEY* raw =
+      bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr)
+          : nullptr;
+  if (raw == nullptr) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(
+        "RS256 private key is not an unencrypted PEM private key");
+  }
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(raw, &EVP_PKEY_free);
+  if (EVP_PKEY_get_base_id(raw) != EVP_PKEY_RSA) {
+    return absl::InvalidArgumentError("RS256 private key is not an RSA key");
+  }
+
+  std::string token = SigningInput("RS256", claims);
+  MdCtxPtr ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  size_t sig_len = 0;
+  std::string signature;
+  bool ok = ctx != nullptr &&
+            EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr,
+                               key.get()) == 1 &&
+            EVP_DigestSign(ctx.get(), nullptr, &sig_len,
+                           reinterpret_cast<const unsigned char*>(token.data()),
+                           token.size()) == 1;
+  if (ok) {
+    signature.resize(sig_len);
+    ok = EVP_DigestSign(
+             ctx.get(), reinterpret_cast<unsigned char*>(&signature[0]),
+             &sig_len, reinterpret_cast<const unsigned char*>(token.data()),
+             token.size()) == 1;
+  }
+  if (!ok) {
+    ERR_clear_error();
+    return absl::InternalError("RS256 signing failed");
+  }
+  signature.resize(sig_len);
+  absl::StrAppend(&token, ".", Base64UrlEncode(signature));
+  return token;
+}
+
+}  // namespace custos

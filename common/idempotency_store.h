@@ -1,0 +1,42 @@
+#ifndef CUSTOS_COMMON_IDEMPOTENCY_STORE_H_
+#define CUSTOS_COMMON_IDEMPOTENCY_STORE_H_
+
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/sqlite.h"
+#include "google/protobuf/message.h"
+
+namespace custos {
+
+// `request_id` replay (AIP-155): the first response to a create is stored in
+// the create's own transaction; a repeat returns it unchanged.
+extern const char kIdempotencyKeysSchema[];
+
+// Identifies one request_id use: keys are scoped to the caller and method.
+struct IdempotencyKey {
+  std::string principal;
+  std::string method;
+  std::string request_id;
+};
+
+// SHA-256 of the request's deterministic serialization.
+std::string RequestFingerprint(const google::protobuf::Message& request);
+
+// The stored response bytes when `key` was used before with the same
+// request; nullopt when unused; INVALID_ARGUMENT naming "request_id" when it
+// was used with a different request.
+absl::StatusOr<std::optional<std::string>> FindReplay(
+    SqliteConnection& db, const IdempotencyKey& key,
+    const std::string& fingerprint);
+
+absl::Status RecordResponse(SqliteConnection& db, const IdempotencyKey& key,
+                            const std::string& fingerprint,
+                            const google::protobuf::Message& response,
+                            absl::Time now);
+
+}  // namespace custos
+
+#endif  // CUSTOS_COMMON_IDEMPOTENCY_STORE_H_

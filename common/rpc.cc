@@ -1,0 +1,85 @@
+#include "common/rpc.h"
+
+#include "absl/random/random.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "common/grpc_status.h"
+#include "common/json_log.h"
+
+namespace custos {
+namespace {
+
+std::string MetadataValue(const grpc::CallbackServerContext* context,
+                          absl::string_view key) {
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find(grpc::string_ref(key.data(), key.size()));
+  if (it == metadata.end()) return "";
+  return std::string(it->second.data(), it->second.size());
+}
+
+std::string NewRequestId() {
+  static absl::Mutex mu(absl::kConstInit);
+  static absl::BitGen* gen = new absl::BitGen;
+  absl::MutexLock lock(&mu);
+  return absl::StrFormat("%016x", absl::Uniform<uint64_t>(*gen));
+}
+
+// Keeps caller-supplied ids printable and bounded before they reach logs.
+bool IsUsableRequestId(absl::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+RpcRunner::CallStart RpcRunner::Begin(grpc::CallbackServerContext* context) {
+  CallStart start;
+  start.time = absl::Now();
+  start.token = MetadataValue(context, "authorization");
+  start.request_id = MetadataValue(context, "x-request-id");
+  if (!IsUsableRequestId(start.request_id)) start.request_id = NewRequestId();
+  return start;
+}
+
+absl::Status RpcRunner::Authenticate(const CallStart& start,
+                                     CallContext* call) const {
+  call->request_id = start.request_id;
+  absl::string_view token = start.token;
+  if (token.empty()) {
+    return absl::UnauthenticatedError(
+        "missing \"authorization: Bearer <token>\" metadata");
+  }
+  if (!absl::ConsumePrefix(&token, "Bearer ") &&
+      !absl::ConsumePrefix(&token, "bearer ")) {
+    return absl::UnauthenticatedError(
+        "authorization metadata must be \"Bearer <token>\"");
+  }
+  absl::StatusOr<Principal> principal = verifier_->Verify(token);
+  if (!principal.ok()) return principal.status();
+  call->principal = *std::move(principal);
+  return absl::OkStatus();
+}
+
+void RpcRunner::Finish(grpc::CallbackServerContext* context,
+                       grpc::ServerUnaryReactor* reactor,
+                       absl::string_view method, const CallStart& start,
+                       const CallContext& call, const absl::Status& status) {
+  context->AddInitialMetadata("x-request-id", start.request_id);
+  grpc::Status result = ToGrpcStatus(status);
+  const std::string code = absl::StatusCodeToString(status.code());
+  RpcLogEntry entry;
+  entry.method = method;
+  entry.code = code;
+  entry.latency = absl::Now() - start.time;
+  entry.principal = call.principal.subject;
+  entry.request_id = start.request_id;
+  entry.error = status.message();
+  LogRpc(entry);
+  reactor->Finish(result);
+}
+
+}  // namespace custos

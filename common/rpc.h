@@ -1,0 +1,66 @@
+#ifndef CUSTOS_COMMON_RPC_H_
+#define CUSTOS_COMMON_RPC_H_
+
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/auth.h"
+#include "common/call_context.h"
+#include "common/executor.h"
+#include "grpcpp/server_context.h"
+#include "grpcpp/support/server_callback.h"
+
+namespace custos {
+
+// The edge of every service: authenticates the bearer token, runs the handler
+// on the service's executor (never on gRPC's reaction threads), maps
+// absl::Status to grpc::Status with ErrorInfo, and logs one JSON line.
+// Thread-safe.
+class RpcRunner {
+ public:
+  // REQUIRES: both outlive the runner.
+  RpcRunner(const JwtVerifier* verifier, Executor* executor)
+      : verifier_(verifier), executor_(executor) {}
+
+  // `handler`: absl::Status(const CallContext&, const Request&, Response*).
+  template <typename Request, typename Response, typename Handler>
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context,
+                                  absl::string_view method,
+                                  const Request* request, Response* response,
+                                  Handler handler) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    CallStart start = Begin(context);
+    executor_->Schedule([this, context, reactor, method, request, response,
+                         start = std::move(start),
+                         handler = std::move(handler)]() mutable {
+      CallContext call;
+      absl::Status status = Authenticate(start, &call);
+      if (status.ok()) status = handler(call, *request, response);
+      Finish(context, reactor, method, start, call, status);
+    });
+    return reactor;
+  }
+
+ private:
+  struct CallStart {
+    absl::Time time;
+    std::string token;
+    std::string request_id;
+  };
+  static CallStart Begin(grpc::CallbackServerContext* context);
+  absl::Status Authenticate(const CallStart& start, CallContext* call) const;
+  static void Finish(grpc::CallbackServerContext* context,
+                     grpc::ServerUnaryReactor* reactor,
+                     absl::string_view method, const CallStart& start,
+                     const CallContext& call, const absl::Status& status);
+
+  const JwtVerifier* verifier_;
+  Executor* executor_;
+};
+
+}  // namespace custos
+
+#endif  // CUSTOS_COMMON_RPC_H_

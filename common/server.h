@@ -1,0 +1,42 @@
+#ifndef CUSTOS_COMMON_SERVER_H_
+#define CUSTOS_COMMON_SERVER_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "grpcpp/impl/service_type.h"
+
+namespace custos {
+
+struct ServerOptions {
+  // host:port. Port 0 picks a free port (logged).
+  std::string listen;
+  // TLS when both are set; mTLS (client certificates required and verified)
+  // when a client CA is set too.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+  // How long SIGTERM waits for in-flight calls before cancelling them.
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  // Fully-qualified gRPC service names, reported by grpc.health.v1.
+  std::vector<std::string> health_service_names;
+};
+
+// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts
+// later, so that ServeUntilTerminated can wait for them. Call first in main.
+void BlockTerminationSignals();
+
+// Serves `services` plus grpc.health.v1 and server reflection, with
+// keepalive, until SIGTERM/SIGINT. Then: health goes NOT_SERVING, new calls
+// are refused, in-flight calls get up to `shutdown_grace` to finish, and it
+// returns OK. Errors: INVALID_ARGUMENT for unreadable TLS files, UNAVAILABLE
+// when the address cannot be bound.
+// REQUIRES: BlockTerminationSignals() was called before any thread started.
+absl::Status ServeUntilTerminated(const ServerOptions& options,
+                                  const std::vector<grpc::Service*>& services);
+
+}  // namespace custos
+
+#endif  // CUSTOS_COMMON_SERVER_H_

@@ -1,0 +1,246 @@
+#include "common/sqlite.h"
+
+#include <sqlite3.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace custos {
+namespace {
+
+absl::Status SqliteError(sqlite3* db, int code, absl::string_view what) {
+  std::string message = absl::StrCat(
+      what, ": ", db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(code));
+  switch (code & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return absl::UnavailableError(message);
+    case SQLITE_CONSTRAINT:
+      if (code == SQLITE_CONSTRAINT_PRIMARYKEY ||
+          code == SQLITE_CONSTRAINT_UNIQUE) {
+        return absl::AlreadyExistsError(message);
+      }
+      return absl::FailedPreconditionError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+}  // namespace
+
+SqliteStatement::SqliteStatement(SqliteStatement&& other) noexcept
+    : stmt_(std::exchange(other.stmt_, nullptr)),
+      db_(other.db_),
+      bind_error_(other.bind_error_) {}
+
+SqliteStatement::~SqliteStatement() {
+  if (stmt_ == nullptr) return;
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+}
+
+SqliteStatement& SqliteStatement::Bind(int index, absl::string_view value) {
+  int rc = sqlite3_bind_text(stmt_, index, value.data(),
+                             static_cast<int>(value.size()), SQLITE_TRANSIENT);
+  if (rc != SQLITE_OK && bind_error_ == 0) bind_error_ = rc;
+  return *this;
+}
+
+SqliteStatement& SqliteStatement::Bind(int index, int64_t value) {
+  int rc = sqlite3_bind_int64(stmt_, index, value);
+  if (rc != SQLITE_OK && bind_error_ == 0) bind_error_ = rc;
+  return *this;
+}
+
+SqliteStatement& SqliteStatement::BindBlob(int index, absl::string_view bytes) {
+  int rc = sqlite3_bind_blob(stmt_, index, bytes.data(),
+                             static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+  if (rc != SQLITE_OK && bind_error_ == 0) bind_error_ = rc;
+  return *this;
+}
+
+SqliteStatement& SqliteStatement::BindNull(int index) {
+  int rc = sqlite3_bind_null(stmt_, index);
+  if (rc != SQLITE_OK && bind_error_ == 0) bind_error_ = rc;
+  return *this;
+}
+
+SqliteStatement& SqliteStatement::BindOptional(int index,
+                                               absl::string_view value) {
+  return value.empty() ? BindNull(index) : Bind(index, value);
+}
+
+absl::StatusOr<bool> SqliteStatement::Step() {
+  if (bind_error_ != 0) return SqliteError(db_, bind_error_, "bind");
+  int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  return SqliteError(db_, sqlite3_extended_errcode(db_), "step");
+}
+
+absl::Status SqliteStatement::Run() {
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, Step());
+    if (!row) return absl::OkStatus();
+  }
+}
+
+std::string SqliteStatement::ColumnText(int index) const {
+  if (sqlite3_column_type(stmt_, index) == SQLITE_BLOB) {
+    const void* blob = sqlite3_column_blob(stmt_, index);
+    return std::string(static_cast<const char*>(blob),
+                       sqlite3_column_bytes(stmt_, index));
+  }
+  const unsigned char* text = sqlite3_column_text(stmt_, index);
+  if (text == nullptr) return "";
+  return std::string(reinterpret_cast<const char*>(text),
+                     sqlite3_column_bytes(stmt_, index));
+}
+
+int64_t SqliteStatement::ColumnInt64(int index) const {
+  return sqlite3_column_int64(stmt_, index);
+}
+
+bool SqliteStatement::ColumnIsNull(int index) const {
+  return sqlite3_column_type(stmt_, index) == SQLITE_NULL;
+}
+
+absl::StatusOr<std::unique_ptr<SqliteConnection>> SqliteConnection::Open(
+    const std::string& path, int busy_timeout_ms) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+      nullptr);
+  if (rc != SQLITE_OK) {
+    absl::Status status = SqliteError(db, rc, absl::StrCat("open ", path));
+    sqlite3_close(db);
+    return status;
+  }
+  std::unique_ptr<SqliteConnection> connection(new SqliteConnection(db));
+  sqlite3_busy_timeout(db, busy_timeout_ms);
+  // WAL: readers see a snapshot and never block the writer. synchronous=FULL:
+  // an acknowledged write survives a power loss, not just a process crash.
+  RETURN_IF_ERROR(
+      connection->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+                       "PRAGMA foreign_keys=ON;"));
+  return connection;
+}
+
+SqliteConnection::~SqliteConnection() {
+  for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
+  sqlite3_close(db_);
+}
+
+absl::StatusOr<SqliteStatement> SqliteConnection::Prepare(
+    absl::string_view sql) {
+  auto it = statements_.find(sql);
+  if (it == statements_.end()) {
+    sqlite3_stmt* stmt = nullptr;
+    int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+                                SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+    if (rc != SQLITE_OK) {
+      return SqliteError(db_, rc, absl::StrCat("prepare \"", sql, "\""));
+    }
+    it = statements_.emplace(sql, stmt).first;
+  }
+  return SqliteStatement(it->second, db_);
+}
+
+absl::Status SqliteConnection::Exec(const std::string& sql) {
+  char* error = nullptr;
+  int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error);
+  if (rc == SQLITE_OK) return absl::OkStatus();
+  std::string message = error != nullptr ? error : "";
+  sqlite3_free(error);
+  return SqliteError(nullptr, sqlite3_extended_errcode(db_),
+                     absl::StrCat("exec: ", message));
+}
+
+int64_t SqliteConnection::LastInsertRowId() const {
+  return sqlite3_last_insert_rowid(db_);
+}
+
+int SqliteConnection::Changes() const { return sqlite3_changes(db_); }
+
+absl::StatusOr<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(
+    const SqliteOptions& options,
+    const std::vector<SqliteMigration>& migrations) {
+  std::unique_ptr<SqliteDatabase> database(new SqliteDatabase);
+  for (int i = 0; i < std::max(1, options.pool_size); ++i) {
+    ASSIGN_OR_RETURN(
+        auto connection,
+        SqliteConnection::Open(options.path, options.busy_timeout_ms));
+    database->idle_.push_back(connection.get());
+    database->all_.push_back(std::move(connection));
+  }
+  RETURN_IF_ERROR(database->Write([](SqliteConnection& db) {
+    return db.Exec(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL"
+        " DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))");
+  }));
+  for (const SqliteMigration& migration : migrations) {
+    absl::Status status = database->Write([&](SqliteConnection& db) {
+      ASSIGN_OR_RETURN(
+          SqliteStatement applied,
+          db.Prepare("SELECT 1 FROM schema_migrations WHERE version = ?"));
+      applied.Bind(1, migration.version);
+      ASSIGN_OR_RETURN(bool done, applied.Step());
+      if (done) return absl::OkStatus();
+      RETURN_IF_ERROR(db.Exec(migration.sql));
+      ASSIGN_OR_RETURN(
+          SqliteStatement record,
+          db.Prepare("INSERT INTO schema_migrations(version) VALUES (?)"));
+      return record.Bind(1, migration.version).Run();
+    });
+    if (!status.ok()) {
+      return absl::Status(status.code(),
+                          absl::StrCat("migration ", migration.version, ": ",
+                                       status.message()));
+    }
+  }
+  return database;
+}
+
+SqliteConnection* SqliteDatabase::Acquire() {
+  absl::MutexLock lock(&pool_mu_);
+  pool_mu_.Await(absl::Condition(
+      +[](std::vector<SqliteConnection*>* idle) { return !idle->empty(); },
+      &idle_));
+  SqliteConnection* connection = idle_.back();
+  idle_.pop_back();
+  return connection;
+}
+
+void SqliteDatabase::Release(SqliteConnection* connection) {
+  absl::MutexLock lock(&pool_mu_);
+  idle_.push_back(connection);
+}
+
+absl::Status SqliteDatabase::Transaction(const char* begin, const Body& body) {
+  SqliteConnection* connection = Acquire();
+  absl::Status status = connection->Exec(begin);
+  if (status.ok()) {
+    status = body(*connection);
+    if (status.ok()) {
+      status = connection->Exec("COMMIT");
+    }
+    if (!status.ok()) connection->Exec("ROLLBACK").IgnoreError();
+  }
+  Release(connection);
+  return status;
+}
+
+absl::Status SqliteDatabase::Write(const Body& body) {
+  absl::MutexLock lock(&write_mu_);
+  return Transaction("BEGIN IMMEDIATE", body);
+}
+
+absl::Status SqliteDatabase::Read(const Body& body) {
+  return Transaction("BEGIN", body);
+}
+
+}  // namespace custos

@@ -1,0 +1,104 @@
+#ifndef CUSTOS_SERVICES_CUSTOMER_MANAGEMENT_SERVICE_CUSTOMER_MANAGEMENT_H_
+#define CUSTOS_SERVICES_CUSTOMER_MANAGEMENT_SERVICE_CUSTOMER_MANAGEMENT_H_
+
+#include "absl/status/statusor.h"
+#include "common/call_context.h"
+#include "common/clock.h"
+#include "common/ids.h"
+#include "common/sqlite.h"
+#include "custos/common/v1/audit.pb.h"
+#include "custos/customers/v1/customers_service.pb.h"
+#include "google/protobuf/empty.pb.h"
+
+namespace custos::customers {
+
+namespace v1 = ::custos::customers::v1;
+
+// The partner console's rules (DESIGN R1-R4, §3), free of gRPC: validates
+// input (INVALID_ARGUMENT naming the field), authorizes the caller against
+// partner and customer membership looked up in the store (deny by default;
+// PERMISSION_DENIED whether or not the resource exists, except for
+// `platform_admin`, who sees NOT_FOUND), and runs each operation as one
+// transaction that also writes its audit event and request_id record.
+//
+// Who may do what: `platform_admin` everything; a PARTNER_ADMIN changes its own
+// partner's users, customers, settings, products and customer users; a
+// PARTNER_USER reads them; a customer's own users read their customer, its
+// products and users; role `service` reads access contexts and routing.
+// Thread-safe.
+class CustomerManagement {
+ public:
+  // REQUIRES: all outlive this object.
+  CustomerManagement(SqliteDatabase* database, const Clock* clock,
+                     IdGenerator* ids)
+      : db_(database), clock_(clock), ids_(ids) {}
+
+  absl::StatusOr<v1::Partner> CreatePartner(
+      const CallContext& call, const v1::CreatePartnerRequest& request);
+  absl::StatusOr<v1::Partner> GetPartner(const CallContext& call,
+                                         const v1::GetPartnerRequest& request);
+  absl::StatusOr<v1::ListPartnersResponse> ListPartners(
+      const CallContext& call, const v1::ListPartnersRequest& request);
+
+  absl::StatusOr<v1::PartnerUser> CreatePartnerUser(
+      const CallContext& call, const v1::CreatePartnerUserRequest& request);
+  absl::StatusOr<v1::ListPartnerUsersResponse> ListPartnerUsers(
+      const CallContext& call, const v1::ListPartnerUsersRequest& request);
+  // FAILED_PRECONDITION when the user is an account manager
+  // (ACCOUNT_MANAGER_IN_USE) or the partner's last admin (LAST_PARTNER_ADMIN).
+  absl::StatusOr<google::protobuf::Empty> DeletePartnerUser(
+      const CallContext& call, const v1::DeletePartnerUserRequest& request);
+
+  absl::StatusOr<v1::Customer> CreateCustomer(
+      const CallContext& call, const v1::CreateCustomerRequest& request);
+  absl::StatusOr<v1::Customer> GetCustomer(
+      const CallContext& call, const v1::GetCustomerRequest& request);
+  absl::StatusOr<v1::ListCustomersResponse> ListCustomers(
+      const CallContext& call, const v1::ListCustomersRequest& request);
+  // ABORTED (STALE_ETAG) when an etag is given and is not current.
+  absl::StatusOr<v1::Customer> UpdateCustomer(
+      const CallContext& call, const v1::UpdateCustomerRequest& request);
+  absl::StatusOr<google::protobuf::Empty> DeleteCustomer(
+      const CallContext& call, const v1::DeleteCustomerRequest& request);
+  // R1/R2. The etag is required. FAILED_PRECONDITION
+  // (CUSTOMER_HAS_NO_PARTNER) for partner management of a customer without a
+  // partner (R3).
+  absl::StatusOr<v1::Customer> SetManagementSettings(
+      const CallContext& call, const v1::SetManagementSettingsRequest& request);
+  absl::StatusOr<v1::PreviewManagementChangeResponse> PreviewManagementChange(
+      const CallContext& call,
+      const v1::PreviewManagementChangeRequest& request);
+
+  absl::StatusOr<v1::Product> CreateProduct(
+      const CallContext& call, const v1::CreateProductRequest& request);
+  absl::StatusOr<v1::ListProductsResponse> ListProducts(
+      const CallContext& call, const v1::ListProductsRequest& request);
+  absl::StatusOr<v1::Product> UpdateProduct(
+      const CallContext& call, const v1::UpdateProductRequest& request);
+
+  absl::StatusOr<v1::CustomerUser> CreateCustomerUser(
+      const CallContext& call, const v1::CreateCustomerUserRequest& request);
+  absl::StatusOr<v1::ListCustomerUsersResponse> ListCustomerUsers(
+      const CallContext& call, const v1::ListCustomerUsersRequest& request);
+  absl::StatusOr<google::protobuf::Empty> DeleteCustomerUser(
+      const CallContext& call, const v1::DeleteCustomerUserRequest& request);
+
+  absl::StatusOr<v1::AccessContext> GetAccessContext(
+      const CallContext& call, const v1::GetAccessContextRequest& request);
+  absl::StatusOr<v1::CommunicationRouting> GetCommunicationRouting(
+      const CallContext& call,
+      const v1::GetCommunicationRoutingRequest& request);
+
+  absl::StatusOr<custos::common::v1::ListAuditEventsResponse> ListAuditEvents(
+      const CallContext& call,
+      const custos::common::v1::ListAuditEventsRequest& request);
+
+ private:
+  SqliteDatabase* db_;
+  const Clock* clock_;
+  IdGenerator* ids_;
+};
+
+}  // namespace custos::customers
+
+#endif  // CUSTOS_SERVICES_CUSTOMER_MANAGEMENT_SERVICE_CUSTOMER_MANAGEMENT_H_

@@ -1,0 +1,146 @@
+#include "tests/support/service_process.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace custos::testing {
+
+std::string BuildDir() {
+  const char* dir = std::getenv("CUSTOS_BUILD_DIR");
+  return dir != nullptr ? dir : "build";
+}
+
+std::string MakeTempDir() {
+  std::string pattern = "/tmp/custos-test-XXXXXX";
+  char* dir = mkdtemp(pattern.data());
+  return dir != nullptr ? dir : "/tmp";
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+void WriteFile(const std::string& path, const std::string& contents) {
+  std::ofstream out(path, std::ios::binary);
+  out << contents;
+}
+
+std::shared_ptr<grpc::Channel> LoopbackChannel(int port) {
+  return grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                             grpc::InsecureChannelCredentials());
+}
+
+ServiceProcess::ServiceProcess(std::string binary,
+                               std::vector<std::string> args)
+    : binary_(std::move(binary)), args_(std::move(args)) {}
+
+ServiceProcess::~ServiceProcess() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+absl::Status ServiceProcess::Start(const std::string& address,
+                                   absl::Duration timeout) {
+  static int counter = 0;
+  log_path_ = absl::StrCat(MakeTempDir(), "/service-", ++counter, ".log");
+  std::string path = absl::StrCat(BuildDir(), "/", binary_);
+  pid_ = fork();
+  if (pid_ == 0) {
+    int log = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(log, 1);
+    dup2(log, 2);
+    // Tests control configuration through flags only.
+    std::vector<std::string> inherited;
+    for (char** env = environ; *env != nullptr; ++env) {
+      std::string entry(*env);
+      if (entry.rfind("CUSTOS_", 0) == 0) {
+        inherited.push_back(entry.substr(0, entry.find('=')));
+      }
+    }
+    for (const std::string& name : inherited) unsetenv(name.c_str());
+    std::vector<char*> argv;
+    argv.push_back(path.data());
+    for (std::string& arg : args_) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    execv(path.c_str(), argv.data());
+    _exit(127);
+  }
+  auto channel =
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return absl::InternalError(
+          absl::StrCat(binary_, " exited at start: ", ReadLog()));
+    }
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::milliseconds(500));
+    grpc::health::v1::HealthCheckRequest request;
+    grpc::health::v1::HealthCheckResponse response;
+    if (health->Check(&context, request, &response).ok() &&
+        response.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
+      return absl::OkStatus();
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat(binary_, " not serving on ", address, ": ", ReadLog()));
+}
+
+void ServiceProcess::Signal(int signal) {
+  if (pid_ > 0) kill(pid_, signal);
+}
+
+int ServiceProcess::WaitForExit(absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (pid_ > 0 && absl::Now() < deadline) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return -1;
+}
+
+int ServiceProcess::Stop() {
+  Signal(SIGTERM);
+  return WaitForExit(absl::Seconds(30));
+}
+
+std::string ServiceProcess::ReadLog() const {
+  std::ifstream in(log_path_);
+  std::stringstream contents;
+  contents << in.rdbuf();
+  return contents.str();
+}
+
+}  // namespace custos::testing
