@@ -85,10 +85,29 @@ void AppendJsonString(std::string* out, absl::string_view value) {
   out->push_back('"');
 }
 
+namespace {
+
+// RFC 3339 UTC with milliseconds. The seconds part is formatted once per
+// second per thread: absl::FormatTime on every line showed in RPC profiles.
+void AppendTimestamp(std::string* out, absl::Time now) {
+  thread_local int64_t cached_second = -1;
+  thread_local std::string cached_prefix;
+  const int64_t micros = absl::ToUnixMicros(now);
+  const int64_t second = micros / 1000000;
+  if (second != cached_second) {
+    cached_second = second;
+    cached_prefix =
+        absl::FormatTime("%Y-%m-%dT%H:%M:%S", now, absl::UTCTimeZone());
+  }
+  absl::StrAppendFormat(out, "\"%s.%03dZ\"", cached_prefix,
+                        static_cast<int>(micros / 1000 % 1000));
+}
+
+}  // namespace
+
 JsonLine::JsonLine() {
   out_ = "{\"time\":";
-  AppendJsonString(&out_, absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
-                                           absl::UTCTimeZone()));
+  AppendTimestamp(&out_, absl::Now());
 }
 
 JsonLine& JsonLine::Add(absl::string_view key, absl::string_view value) {

@@ -25,7 +25,9 @@ class RpcRunner {
   RpcRunner(const JwtVerifier* verifier, Executor* executor)
       : verifier_(verifier), executor_(executor) {}
 
-  // `handler`: absl::Status(const CallContext&, const Request&, Response*).
+  // Runs `handler` on the executor: for writes, which may wait for SQLite's
+  // write lock, and for calls to peers. `handler`: absl::Status(const
+  // CallContext&, const Request&, Response*).
   template <typename Request, typename Response, typename Handler>
   grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context,
                                   absl::string_view method,
@@ -36,11 +38,21 @@ class RpcRunner {
     executor_->Schedule([this, context, reactor, method, request, response,
                          start = std::move(start),
                          handler = std::move(handler)]() mutable {
-      CallContext call;
-      absl::Status status = Authenticate(start, &call);
-      if (status.ok()) status = handler(call, *request, response);
-      Finish(context, reactor, method, start, call, status);
+      Run(context, reactor, method, start, *request, response, handler);
     });
+    return reactor;
+  }
+
+  // Runs `handler` at once on gRPC's thread. Only for handlers that never
+  // wait: local reads (SQLite WAL readers take no lock a writer holds). It
+  // saves a thread hop per call, which is most of a fast read's cost.
+  template <typename Request, typename Response, typename Handler>
+  grpc::ServerUnaryReactor* UnaryRead(grpc::CallbackServerContext* context,
+                                      absl::string_view method,
+                                      const Request* request,
+                                      Response* response, Handler handler) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    Run(context, reactor, method, Begin(context), *request, response, handler);
     return reactor;
   }
 
@@ -51,6 +63,16 @@ class RpcRunner {
     std::string request_id;
   };
   static CallStart Begin(grpc::CallbackServerContext* context);
+  template <typename Request, typename Response, typename Handler>
+  void Run(grpc::CallbackServerContext* context,
+           grpc::ServerUnaryReactor* reactor, absl::string_view method,
+           const CallStart& start, const Request& request, Response* response,
+           Handler& handler) const {
+    CallContext call;
+    absl::Status status = Authenticate(start, &call);
+    if (status.ok()) status = handler(call, request, response);
+    Finish(context, reactor, method, start, call, status);
+  }
   absl::Status Authenticate(const CallStart& start, CallContext* call) const;
   static void Finish(grpc::CallbackServerContext* context,
                      grpc::ServerUnaryReactor* reactor,

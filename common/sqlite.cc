@@ -10,6 +10,12 @@
 namespace custos {
 namespace {
 
+absl::Status RunCached(SqliteConnection& connection, const char* sql) {
+  absl::StatusOr<SqliteStatement> statement = connection.Prepare(sql);
+  if (!statement.ok()) return statement.status();
+  return statement->Run();
+}
+
 absl::Status SqliteError(sqlite3* db, int code, absl::string_view what) {
   std::string message = absl::StrCat(
       what, ": ", db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(code));
@@ -222,13 +228,13 @@ void SqliteDatabase::Release(SqliteConnection* connection) {
 
 absl::Status SqliteDatabase::Transaction(const char* begin, const Body& body) {
   SqliteConnection* connection = Acquire();
-  absl::Status status = connection->Exec(begin);
+  // Cached statements: BEGIN and COMMIT run on every call, and re-parsing
+  // them showed up in GetCustomer's profile.
+  absl::Status status = RunCached(*connection, begin);
   if (status.ok()) {
     status = body(*connection);
-    if (status.ok()) {
-      status = connection->Exec("COMMIT");
-    }
-    if (!status.ok()) connection->Exec("ROLLBACK").IgnoreError();
+    if (status.ok()) status = RunCached(*connection, "COMMIT");
+    if (!status.ok()) RunCached(*connection, "ROLLBACK").IgnoreError();
   }
   Release(connection);
   return status;

@@ -172,25 +172,26 @@ absl::StatusOr<v1::Customer> LoadCustomer(SqliteConnection& db,
                                           Standing needed,
                                           absl::string_view action) {
   const std::string name = absl::StrCat("customers/", customer_id);
-  ASSIGN_OR_RETURN(auto customer, CustomerStore::FindCustomer(db, customer_id));
+  ASSIGN_OR_RETURN(auto found, CustomerStore::FindCustomerAndCaller(
+                                   db, customer_id, principal.subject));
   if (principal.HasRole(kRolePlatformAdmin)) {
-    if (!customer)
+    if (!found)
       return absl::NotFoundError(absl::StrCat(name, " does not exist"));
-    return *std::move(customer);
+    return std::move(found->customer);
   }
-  if (!customer) return Denied(action, name);
+  if (!found) return Denied(action, name);
+  // A partner's users act through the partner even when they are also
+  // listed as users of the customer.
   Standing standing = Standing::kNone;
-  std::string partner_id = PartnerIdOf(*customer);
-  if (!partner_id.empty()) {
-    ASSIGN_OR_RETURN(standing, PartnerStanding(db, principal, partner_id));
-  }
-  if (standing == Standing::kNone) {
-    ASSIGN_OR_RETURN(auto user, CustomerStore::FindCustomerUser(
-                                    db, customer_id, principal.subject));
-    if (user) standing = Standing::kCustomerUser;
+  if (found->partner_role) {
+    standing = *found->partner_role == v1::PARTNER_ROLE_PARTNER_ADMIN
+                   ? Standing::kPartnerAdmin
+                   : Standing::kPartnerUser;
+  } else if (found->is_customer_user) {
+    standing = Standing::kCustomerUser;
   }
   if (standing < needed) return Denied(action, name);
-  return *std::move(customer);
+  return std::move(found->customer);
 }
 
 // Parses an etag this service issued.

@@ -19,7 +19,7 @@ grpc::ServerUnaryReactor* CustomerManagementService::CreatePartner(
 grpc::ServerUnaryReactor* CustomerManagementService::GetPartner(
     grpc::CallbackServerContext* context, const v1::GetPartnerRequest* request,
     v1::Partner* response) {
-  return runner_.Unary(
+  return runner_.UnaryRead(
       context, "GetPartner", request, response,
       [this](const CallContext& call, const v1::GetPartnerRequest& req,
              v1::Partner* resp) -> absl::Status {
@@ -32,7 +32,7 @@ grpc::ServerUnaryReactor* CustomerManagementService::ListPartners(
     grpc::CallbackServerContext* context,
     const v1::ListPartnersRequest* request,
     v1::ListPartnersResponse* response) {
-  return runner_.Unary(
+  return runner_.UnaryRead(
       context, "ListPartners", request, response,
       [this](const CallContext& call, const v1::ListPartnersRequest& req,
              v1::ListPartnersResponse* resp) -> absl::Status {
@@ -57,7 +57,7 @@ grpc::ServerUnaryReactor* CustomerManagementService::ListPartnerUsers(
     grpc::CallbackServerContext* context,
     const v1::ListPartnerUsersRequest* request,
     v1::ListPartnerUsersResponse* response) {
-  return runner_.Unary(
+  return runner_.UnaryRead(
       context, "ListPartnerUsers", request, response,
       [this](const CallContext& call, const v1::ListPartnerUsersRequest& req,
              v1::ListPartnerUsersResponse* resp) -> absl::Status {
@@ -94,7 +94,7 @@ grpc::ServerUnaryReactor* CustomerManagementService::CreateCustomer(
 grpc::ServerUnaryReactor* CustomerManagementService::GetCustomer(
     grpc::CallbackServerContext* context, const v1::GetCustomerRequest* request,
     v1::Customer* response) {
-  return runner_.Unary(
+  return runner_.UnaryRead(
       context, "GetCustomer", request, response,
       [this](const CallContext& call, const v1::GetCustomerRequest& req,
              v1::Customer* resp) -> absl::Status {
@@ -107,7 +107,7 @@ grpc::ServerUnaryReactor* CustomerManagementService::ListCustomers(
     grpc::CallbackServerContext* context,
     const v1::ListCustomersRequest* request,
     v1::ListCustomersResponse* response) {
-  return runner_.Unary(
+  return runner_.UnaryRead(
       context, "ListCustomers", request, response,
       [this](const CallContext& call, const v1::ListCustomersRequest& req,
              v1::ListCustomersResponse* resp) -> absl::Status {
@@ -158,7 +158,7 @@ grpc::ServerUnaryReactor* CustomerManagementService::PreviewManagementChange(
     grpc::CallbackServerContext* context,
     const v1::PreviewManagementChangeRequest* request,
     v1::PreviewManagementChangeResponse* response) {
-  return runner_.Unary(
+  return runner_.UnaryRead(
       context, "PreviewManagementChange", request, response,
       [this](const CallContext& call,
              const v1::PreviewManagementChangeRequest& req,
@@ -184,7 +184,7 @@ grpc::ServerUnaryReactor* CustomerManagementService::ListProducts(
     grpc::CallbackServerContext* context,
     const v1::ListProductsRequest* request,
     v1::ListProductsResponse* response) {
-  return runner_.Unary(
+  return runner_.UnaryRead(
       context, "ListProducts", request, response,
       [this](const CallContext& call, const v1::ListProductsRequest& req,
              v1::ListProductsResponse* resp) -> absl::Status {
@@ -221,7 +221,7 @@ grpc::ServerUnaryReactor* CustomerManagementService::ListCustomerUsers(
     grpc::CallbackServerContext* context,
     const v1::ListCustomerUsersRequest* request,
     v1::ListCustomerUsersResponse* response) {
-  return runner_.Unary(
+  return runner_.UnaryRead(
       context, "ListCustomerUsers", request, response,
       [this](const CallContext& call, const v1::ListCustomerUsersRequest& req,
              v1::ListCustomerUsersResponse* resp) -> absl::Status {
@@ -246,7 +246,7 @@ grpc::ServerUnaryReactor* CustomerManagementService::DeleteCustomerUser(
 grpc::ServerUnaryReactor* CustomerManagementService::GetAccessContext(
     grpc::CallbackServerContext* context,
     const v1::GetAccessContextRequest* request, v1::AccessContext* response) {
-  return runner_.Unary(
+  return runner_.UnaryRead(
       context, "GetAccessContext", request, response,
       [this](const CallContext& call, const v1::GetAccessContextRequest& req,
              v1::AccessContext* resp) -> absl::Status {
@@ -259,21 +259,21 @@ grpc::ServerUnaryReactor* CustomerManagementService::GetCommunicationRouting(
     grpc::CallbackServerContext* context,
     const v1::GetCommunicationRoutingRequest* request,
     v1::CommunicationRouting* response) {
-  return runner_.Unary(context, "GetCommunicationRouting", request, response,
-                       [this](const CallContext& call,
-                              const v1::GetCommunicationRoutingRequest& req,
-                              v1::CommunicationRouting* resp) -> absl::Status {
-                         ASSIGN_OR_RETURN(
-                             *resp, logic_->GetCommunicationRouting(call, req));
-                         return absl::OkStatus();
-                       });
+  return runner_.UnaryRead(
+      context, "GetCommunicationRouting", request, response,
+      [this](const CallContext& call,
+             const v1::GetCommunicationRoutingRequest& req,
+             v1::CommunicationRouting* resp) -> absl::Status {
+        ASSIGN_OR_RETURN(*resp, logic_->GetCommunicationRouting(call, req));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* CustomerManagementService::ListAuditEvents(
     grpc::CallbackServerContext* context,
     const custos::common::v1::ListAuditEventsRequest* request,
     custos::common::v1::ListAuditEventsResponse* response) {
-  return runner_.Unary(
+  return runner_.UnaryRead(
       context, "ListAuditEvents", request, response,
       [this](
           const CallContext& call,

@@ -15,6 +15,13 @@ namespace custos::customers {
 
 namespace v1 = ::custos::customers::v1;
 
+// A customer as seen by one user (CustomerStore::FindCustomerAndCaller).
+struct CustomerAndCaller {
+  v1::Customer customer;
+  std::optional<v1::PartnerRole> partner_role;
+  bool is_customer_user = false;
+};
+
 // SQL for CustomerManagementService's data. Every function runs inside the
 // caller's transaction (SqliteDatabase::Read/Write), so the logic layer
 // decides what one operation is. Resources are stored and returned as their
@@ -71,6 +78,11 @@ class CustomerStore {
                                      absl::Time now);
   static absl::StatusOr<std::optional<v1::Customer>> FindCustomer(
       SqliteConnection& db, const std::string& customer_id);
+  // A customer with what `user_id` is to it: its partner role (none when
+  // not a user of the customer's partner) and whether it is a customer user.
+  static absl::StatusOr<std::optional<CustomerAndCaller>> FindCustomerAndCaller(
+      SqliteConnection& db, const std::string& customer_id,
+      const std::string& user_id);
   // Customers ordered by (display_name, id) after the given key; of one
   // partner unless `partner_id` is empty.
   static absl::StatusOr<std::vector<v1::Customer>> ListCustomers(
