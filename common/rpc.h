@@ -1,6 +1,7 @@
 #ifndef CUSTOS_COMMON_RPC_H_
 #define CUSTOS_COMMON_RPC_H_
 
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -53,6 +54,37 @@ class RpcRunner {
                                       Response* response, Handler handler) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     Run(context, reactor, method, Begin(context), *request, response, handler);
+    return reactor;
+  }
+
+  // Tries `fast` at once on gRPC's thread; when it returns nullopt (it would
+  // have to wait), runs `blocking` on the executor instead. For checks that
+  // are usually answered from memory. `fast`: std::optional<absl::Status>(
+  // const CallContext&, const Request&, Response*); `blocking` as in Unary.
+  template <typename Request, typename Response, typename Fast,
+            typename Blocking>
+  grpc::ServerUnaryReactor* UnaryFastOrBlocking(
+      grpc::CallbackServerContext* context, absl::string_view method,
+      const Request* request, Response* response, Fast fast,
+      Blocking blocking) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    CallStart start = Begin(context);
+    CallContext call;
+    absl::Status status = Authenticate(start, &call);
+    if (status.ok()) {
+      std::optional<absl::Status> answered = fast(call, *request, response);
+      if (!answered) {
+        executor_->Schedule([this, context, reactor, method, request, response,
+                             start = std::move(start), call = std::move(call),
+                             blocking = std::move(blocking)]() mutable {
+          absl::Status result = blocking(call, *request, response);
+          Finish(context, reactor, method, start, call, result);
+        });
+        return reactor;
+      }
+      status = *answered;
+    }
+    Finish(context, reactor, method, start, call, status);
     return reactor;
   }
 

@@ -43,8 +43,13 @@ SqliteStatement::SqliteStatement(SqliteStatement&& other) noexcept
 
 SqliteStatement::~SqliteStatement() {
   if (stmt_ == nullptr) return;
+  Reset();
+}
+
+void SqliteStatement::Reset() {
   sqlite3_reset(stmt_);
   sqlite3_clear_bindings(stmt_);
+  bind_error_ = 0;
 }
 
 SqliteStatement& SqliteStatement::Bind(int index, absl::string_view value) {

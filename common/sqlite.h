@@ -50,6 +50,8 @@ class SqliteStatement {
   absl::StatusOr<bool> Step();
   // Steps to completion, ignoring rows.
   absl::Status Run();
+  // Rewinds the statement and clears its bindings, to run it again.
+  void Reset();
 
   // Columns are 0-based. NULL reads as "" / 0. ColumnText also returns a
   // BLOB's bytes.

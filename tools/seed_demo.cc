@@ -11,11 +11,14 @@
 #include "absl/flags/parse.h"
 #include "absl/time/clock.h"
 #include "common/auth.h"
+#include "custos/access/v1/access_service.grpc.pb.h"
 #include "custos/customers/v1/customers_service.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
 ABSL_FLAG(std::string, customers_address, "127.0.0.1:50052",
           "CustomerManagementService address");
+ABSL_FLAG(std::string, access_address, "",
+          "AccessService address; empty: seed customers only");
 ABSL_FLAG(std::string, secret_file, ".custos/dev/jwt-hs256.secret",
           "HS256 secret the stack verifies tokens with");
 
@@ -140,6 +143,77 @@ class Seeder {
   std::string secret_;
 };
 
+// Sites, members, a pending request and a pilot in AccessService, made the
+// way the product makes them: requests, approved by whoever R6 says.
+class AccessSeeder {
+ public:
+  AccessSeeder(std::shared_ptr<grpc::Channel> channel, Seeder* tokens)
+      : stub_(custos::access::v1::AccessService::NewStub(channel)),
+        tokens_(tokens) {}
+
+  void Site(const std::string& id, const std::string& display_name,
+            const std::string& customer) {
+    custos::access::v1::CreateSiteRequest request;
+    request.set_site_id(id);
+    request.mutable_site()->set_display_name(display_name);
+    request.mutable_site()->set_customer(customer);
+    custos::access::v1::Site out;
+    tokens_->Check(
+        stub_->CreateSite(tokens_->As("carla", {"customer_care"}).get(),
+                          request, &out),
+        "site " + id);
+  }
+
+  // A request by `user`; approved by `approver` unless that is empty. The
+  // request_id makes a second seeding return the first request.
+  void Request(const std::string& user, const std::string& site,
+               custos::access::v1::SiteRole role, const std::string& approver,
+               std::vector<std::string> approver_roles = {}) {
+    custos::access::v1::CreateAccessRequestRequest request;
+    request.set_parent("sites/" + site);
+    request.set_request_id("seed-" + user + "-" + site);
+    request.mutable_access_request()->set_requested_role(role);
+    request.mutable_access_request()->set_justification(
+        "I look after our support cases");
+    custos::access::v1::AccessRequest created;
+    tokens_->Check(stub_->CreateAccessRequest(tokens_->As(user, {}).get(),
+                                              request, &created),
+                   "access request of " + user);
+    if (approver.empty()) return;
+    custos::access::v1::ApproveAccessRequestRequest approve;
+    approve.set_name(created.name());
+    custos::access::v1::AccessRequest decided;
+    tokens_->Check(stub_->ApproveAccessRequest(
+                       tokens_->As(approver, std::move(approver_roles)).get(),
+                       approve, &decided),
+                   "approval of " + created.name());
+  }
+
+  void Pilot(const std::string& id, const std::string& participant) {
+    custos::access::v1::CreatePilotRequest request;
+    request.set_pilot_id(id);
+    request.mutable_pilot()->set_display_name("Entitlement view (My Products)");
+    request.mutable_pilot()->add_permissions("software.download");
+    request.mutable_pilot()->add_permissions("licenses.generate");
+    custos::access::v1::Pilot out;
+    tokens_->Check(
+        stub_->CreatePilot(tokens_->As("dev-admin", {"platform_admin"}).get(),
+                           request, &out),
+        "pilot " + id);
+    custos::access::v1::AddPilotParticipantRequest add;
+    add.set_pilot("pilots/" + id);
+    add.set_participant(participant);
+    tokens_->Check(
+        stub_->AddPilotParticipant(
+            tokens_->As("dev-admin", {"platform_admin"}).get(), add, &out),
+        "pilot participant " + participant);
+  }
+
+ private:
+  std::unique_ptr<custos::access::v1::AccessService::Stub> stub_;
+  Seeder* tokens_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -174,6 +248,28 @@ int main(int argc, char** argv) {
   seed.Product("acme", "endpoint", "SEP-SBE", 50);
   seed.Product("globex", "endpoint", "SEP-SBE", 10);
   seed.Product("initech", "endpoint", "SEP-SBE", 120);
+  if (const std::string address = absl::GetFlag(FLAGS_access_address);
+      !address.empty()) {
+    namespace av1 = custos::access::v1;
+    AccessSeeder access(
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()),
+        &seed);
+    // The seed's story: Bill administers Acme's site (Customer Care approved
+    // him, as the site had no administrator); he approved Sally and Joan.
+    access.Site("acme-sid", "Acme Inc", "customers/acme");
+    access.Request("bill", "acme-sid", av1::SITE_ROLE_SITE_ADMINISTRATOR,
+                   "carla", {"customer_care"});
+    access.Request("sally", "acme-sid", av1::SITE_ROLE_SITE_MEMBER, "bill");
+    access.Request("joan", "acme-sid", av1::SITE_ROLE_VIEW_ONLY, "bill");
+    // Gina waits for Bill; Peter's site has no administrator, so his request
+    // waits in the Customer Care queue (R6).
+    access.Request("gina", "acme-sid", av1::SITE_ROLE_VIEW_ONLY, "");
+    access.Site("initech-sid", "Initech", "customers/initech");
+    access.Request("peter", "initech-sid", av1::SITE_ROLE_SITE_ADMINISTRATOR,
+                   "");
+    // R9: Acme's site is in the entitlement pilot.
+    access.Pilot("entitlements", "sites/acme-sid");
+  }
   std::printf("seeded demo data\n");
   return 0;
 }

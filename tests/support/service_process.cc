@@ -88,8 +88,14 @@ absl::Status ServiceProcess::Start(const std::string& address,
     execv(path.c_str(), argv.data());
     _exit(127);
   }
-  auto channel =
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  // Poll quickly: with gRPC's default reconnect backoff (1 s, growing) a
+  // channel created before the server listens only notices it seconds later.
+  grpc::ChannelArguments fast_reconnect;
+  fast_reconnect.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 20);
+  fast_reconnect.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20);
+  fast_reconnect.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 100);
+  auto channel = grpc::CreateCustomChannel(
+      address, grpc::InsecureChannelCredentials(), fast_reconnect);
   auto health = grpc::health::v1::Health::NewStub(channel);
   absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {

@@ -1,0 +1,599 @@
+#include "services/access_service/access_store.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/audit_store.h"
+#include "common/idempotency_store.h"
+#include "common/status_macros.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace custos::access {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+const std::vector<SqliteMigration>& Migrations() {
+  static const auto* migrations = new std::vector<SqliteMigration>{
+      {1, kAuditEventsSchema},
+      {2, kIdempotencyKeysSchema},
+      {3, R"sql(
+CREATE TABLE sites (
+  id TEXT PRIMARY KEY,
+  display_name TEXT NOT NULL,
+  customer_id TEXT,
+  version INTEGER NOT NULL,
+  create_micros INTEGER NOT NULL,
+  update_micros INTEGER NOT NULL
+);
+CREATE TABLE site_members (
+  site_id TEXT NOT NULL REFERENCES sites(id),
+  user_id TEXT NOT NULL,
+  role INTEGER NOT NULL,
+  version INTEGER NOT NULL,
+  create_micros INTEGER NOT NULL,
+  update_micros INTEGER NOT NULL,
+  PRIMARY KEY (site_id, user_id)
+);
+CREATE INDEX site_members_by_role ON site_members(site_id, role);
+CREATE TABLE access_requests (
+  site_id TEXT NOT NULL REFERENCES sites(id),
+  id TEXT NOT NULL,
+  requester TEXT NOT NULL,
+  requested_role INTEGER NOT NULL,
+  current_role INTEGER NOT NULL,
+  justification TEXT NOT NULL,
+  state INTEGER NOT NULL,
+  approver INTEGER NOT NULL,
+  decided_by TEXT,
+  decision_reason TEXT,
+  create_micros INTEGER NOT NULL,
+  decide_micros INTEGER,
+  expire_micros INTEGER NOT NULL,
+  PRIMARY KEY (site_id, id)
+);
+CREATE INDEX access_requests_by_site ON access_requests(site_id, create_micros, id);
+CREATE INDEX access_requests_by_requester ON access_requests(requester, create_micros, id);
+CREATE INDEX access_requests_pending ON access_requests(state, expire_micros);
+CREATE TABLE pilots (
+  id TEXT PRIMARY KEY,
+  display_name TEXT NOT NULL,
+  permissions TEXT NOT NULL,
+  stage INTEGER NOT NULL,
+  create_micros INTEGER NOT NULL,
+  update_micros INTEGER NOT NULL
+);
+CREATE TABLE pilot_participants (
+  pilot_id TEXT NOT NULL REFERENCES pilots(id),
+  participant TEXT NOT NULL,
+  PRIMARY KEY (pilot_id, participant)
+);
+CREATE TABLE counters (
+  name TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+);
+CREATE TABLE customer_versions (
+  customer_id TEXT PRIMARY KEY,
+  version INTEGER NOT NULL
+);
+)sql"},
+  };
+  return *migrations;
+}
+
+google::protobuf::Timestamp Micros(int64_t micros) {
+  return TimeUtil::MicrosecondsToTimestamp(micros);
+}
+
+v1::Site ReadSite(const SqliteStatement& row) {
+  v1::Site site;
+  site.set_name(absl::StrCat("sites/", row.ColumnText(0)));
+  site.set_display_name(row.ColumnText(1));
+  if (!row.ColumnIsNull(2)) {
+    site.set_customer(absl::StrCat("customers/", row.ColumnText(2)));
+  }
+  site.set_etag(absl::StrCat(row.ColumnInt64(3)));
+  *site.mutable_create_time() = Micros(row.ColumnInt64(4));
+  *site.mutable_update_time() = Micros(row.ColumnInt64(5));
+  site.set_has_administrator(row.ColumnInt64(6) != 0);
+  return site;
+}
+
+constexpr char kSiteSelect[] =
+    "SELECT id, display_name, customer_id, version, create_micros, "
+    "update_micros, EXISTS(SELECT 1 FROM site_members m WHERE m.site_id = "
+    "sites.id AND m.role = 3) FROM sites ";
+
+v1::SiteMember ReadMember(const SqliteStatement& row) {
+  v1::SiteMember member;
+  member.set_name(absl::StrCat("sites/", row.ColumnText(0), "/members/",
+                               row.ColumnText(1)));
+  member.set_role(static_cast<v1::SiteRole>(row.ColumnInt64(2)));
+  member.set_etag(absl::StrCat(row.ColumnInt64(3)));
+  *member.mutable_create_time() = Micros(row.ColumnInt64(4));
+  *member.mutable_update_time() = Micros(row.ColumnInt64(5));
+  return member;
+}
+
+constexpr char kMemberSelect[] =
+    "SELECT site_id, user_id, role, version, create_micros, update_micros "
+    "FROM site_members ";
+
+v1::AccessRequest ReadRequest(const SqliteStatement& row) {
+  v1::AccessRequest request;
+  request.set_name(absl::StrCat("sites/", row.ColumnText(0), "/accessRequests/",
+                                row.ColumnText(1)));
+  request.set_requester(absl::StrCat("users/", row.ColumnText(2)));
+  request.set_requested_role(static_cast<v1::SiteRole>(row.ColumnInt64(3)));
+  request.set_current_role(static_cast<v1::SiteRole>(row.ColumnInt64(4)));
+  request.set_justification(row.ColumnText(5));
+  request.set_state(static_cast<v1::AccessRequest::State>(row.ColumnInt64(6)));
+  request.set_approver(
+      static_cast<v1::AccessRequest::Approver>(row.ColumnInt64(7)));
+  if (!row.ColumnIsNull(8)) request.set_decided_by(row.ColumnText(8));
+  request.set_decision_reason(row.ColumnText(9));
+  *request.mutable_create_time() = Micros(row.ColumnInt64(10));
+  if (!row.ColumnIsNull(11)) {
+    *request.mutable_decide_time() = Micros(row.ColumnInt64(11));
+  }
+  *request.mutable_expire_time() = Micros(row.ColumnInt64(12));
+  return request;
+}
+
+constexpr char kRequestSelect[] =
+    "SELECT site_id, id, requester, requested_role, current_role, "
+    "justification, state, approver, decided_by, decision_reason, "
+    "create_micros, decide_micros, expire_micros FROM access_requests ";
+
+template <typename T, typename Read>
+absl::StatusOr<std::optional<T>> FirstRow(SqliteStatement& statement,
+                                          Read read) {
+  ASSIGN_OR_RETURN(bool row, statement.Step());
+  if (!row) return std::optional<T>();
+  return std::optional<T>(read(statement));
+}
+
+template <typename T, typename Read>
+absl::StatusOr<std::vector<T>> AllRows(SqliteStatement& statement, Read read) {
+  std::vector<T> rows;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, statement.Step());
+    if (!row) return rows;
+    rows.push_back(read(statement));
+  }
+}
+
+std::string UserIdOf(absl::string_view user_name) {
+  absl::ConsumePrefix(&user_name, "users/");
+  return std::string(user_name);
+}
+
+std::string CustomerIdOf(absl::string_view customer_name) {
+  absl::ConsumePrefix(&customer_name, "customers/");
+  return std::string(customer_name);
+}
+
+int64_t ToMicros(const google::protobuf::Timestamp& timestamp) {
+  return TimeUtil::TimestampToMicroseconds(timestamp);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SqliteDatabase>> AccessStore::Open(
+    const std::string& path) {
+  SqliteOptions options;
+  options.path = path;
+  return SqliteDatabase::Open(options, Migrations());
+}
+
+absl::Status AccessStore::InsertSite(SqliteConnection& db,
+                                     const std::string& site_id,
+                                     const v1::Site& site, absl::Time now) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement insert,
+      db.Prepare("INSERT INTO sites(id, display_name, customer_id, version, "
+                 "create_micros, update_micros) VALUES (?1, ?2, ?3, 1, ?4, "
+                 "?4)"));
+  return insert.Bind(1, site_id)
+      .Bind(2, site.display_name())
+      .BindOptional(3, CustomerIdOf(site.customer()))
+      .Bind(4, absl::ToUnixMicros(now))
+      .Run();
+}
+
+absl::StatusOr<std::optional<v1::Site>> AccessStore::FindSite(
+    SqliteConnection& db, const std::string& site_id) {
+  static const std::string* sql =
+      new std::string(absl::StrCat(kSiteSelect, "WHERE id = ?"));
+  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*sql));
+  select.Bind(1, site_id);
+  return FirstRow<v1::Site>(select, ReadSite);
+}
+
+absl::StatusOr<std::vector<v1::Site>> AccessStore::ListSites(
+    SqliteConnection& db, const std::string& after_id, int limit) {
+  static const std::string* sql = new std::string(
+      absl::StrCat(kSiteSelect, "WHERE id > ? ORDER BY id LIMIT ?"));
+  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*sql));
+  select.Bind(1, after_id).Bind(2, limit);
+  return AllRows<v1::Site>(select, ReadSite);
+}
+
+absl::Status AccessStore::UpdateSite(SqliteConnection& db,
+                                     const std::string& site_id,
+                                     const v1::Site& site, absl::Time now) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement update,
+      db.Prepare("UPDATE sites SET display_name = ?2, customer_id = ?3, "
+                 "version = version + 1, update_micros = ?4 WHERE id = ?1"));
+  return update.Bind(1, site_id)
+      .Bind(2, site.display_name())
+      .BindOptional(3, CustomerIdOf(site.customer()))
+      .Bind(4, absl::ToUnixMicros(now))
+      .Run();
+}
+
+absl::StatusOr<int64_t> AccessStore::BumpSiteVersion(SqliteConnection& db,
+                                                     const std::string& site_id,
+                                                     absl::Time now) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement update,
+      db.Prepare("UPDATE sites SET version = version + 1, update_micros = ?2 "
+                 "WHERE id = ?1 RETURNING version"));
+  update.Bind(1, site_id).Bind(2, absl::ToUnixMicros(now));
+  ASSIGN_OR_RETURN(bool row, update.Step());
+  if (!row) return absl::NotFoundError(absl::StrCat("sites/", site_id));
+  int64_t version = update.ColumnInt64(0);
+  RETURN_IF_ERROR(update.Run());
+  return version;
+}
+
+absl::StatusOr<int64_t> AccessStore::SiteVersion(SqliteConnection& db,
+                                                 const std::string& site_id) {
+  ASSIGN_OR_RETURN(SqliteStatement select,
+                   db.Prepare("SELECT version FROM sites WHERE id = ?"));
+  select.Bind(1, site_id);
+  ASSIGN_OR_RETURN(bool row, select.Step());
+  return row ? select.ColumnInt64(0) : 0;
+}
+
+absl::StatusOr<std::optional<v1::SiteMember>> AccessStore::FindMember(
+    SqliteConnection& db, const std::string& site_id,
+    const std::string& user_id) {
+  static const std::string* sql = new std::string(
+      absl::StrCat(kMemberSelect, "WHERE site_id = ? AND user_id = ?"));
+  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*sql));
+  select.Bind(1, site_id).Bind(2, user_id);
+  return FirstRow<v1::SiteMember>(select, ReadMember);
+}
+
+absl::StatusOr<std::vector<v1::SiteMember>> AccessStore::ListMembers(
+    SqliteConnection& db, const std::string& site_id,
+    const std::string& after_user, int limit) {
+  static const std::string* sql = new std::string(absl::StrCat(
+      kMemberSelect,
+      "WHERE site_id = ? AND user_id > ? ORDER BY user_id LIMIT ?"));
+  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*sql));
+  select.Bind(1, site_id).Bind(2, after_user).Bind(3, limit);
+  return AllRows<v1::SiteMember>(select, ReadMember);
+}
+
+absl::Status AccessStore::UpsertMember(SqliteConnection& db,
+                                       const std::string& site_id,
+                                       const std::string& user_id,
+                                       v1::SiteRole role, absl::Time now) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement upsert,
+      db.Prepare("INSERT INTO site_members(site_id, user_id, role, version, "
+                 "create_micros, update_micros) VALUES (?1, ?2, ?3, 1, ?4, ?4) "
+                 "ON CONFLICT(site_id, user_id) DO UPDATE SET role = ?3, "
+                 "version = version + 1, update_micros = ?4"));
+  return upsert.Bind(1, site_id)
+      .Bind(2, user_id)
+      .Bind(3, static_cast<int64_t>(role))
+      .Bind(4, absl::ToUnixMicros(now))
+      .Run();
+}
+
+absl::Status AccessStore::DeleteMember(SqliteConnection& db,
+                                       const std::string& site_id,
+                                       const std::string& user_id) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement remove,
+      db.Prepare("DELETE FROM site_members WHERE site_id = ? AND user_id = ?"));
+  return remove.Bind(1, site_id).Bind(2, user_id).Run();
+}
+
+absl::StatusOr<int64_t> AccessStore::CountAdministrators(
+    SqliteConnection& db, const std::string& site_id) {
+  ASSIGN_OR_RETURN(SqliteStatement count,
+                   db.Prepare("SELECT COUNT(*) FROM site_members WHERE "
+                              "site_id = ? AND role = 3"));
+  count.Bind(1, site_id);
+  ASSIGN_OR_RETURN(bool row, count.Step());
+  return row ? count.ColumnInt64(0) : 0;
+}
+
+absl::Status AccessStore::InsertRequest(SqliteConnection& db,
+                                        const std::string& site_id,
+                                        const std::string& request_id,
+                                        const v1::AccessRequest& request) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement insert,
+      db.Prepare("INSERT INTO access_requests(site_id, id, requester, "
+                 "requested_role, current_role, justification, state, "
+                 "approver, create_micros, expire_micros) VALUES (?, ?, ?, ?, "
+                 "?, ?, ?, ?, ?, ?)"));
+  return insert.Bind(1, site_id)
+      .Bind(2, request_id)
+      .Bind(3, UserIdOf(request.requester()))
+      .Bind(4, static_cast<int64_t>(request.requested_role()))
+      .Bind(5, static_cast<int64_t>(request.current_role()))
+      .Bind(6, request.justification())
+      .Bind(7, static_cast<int64_t>(request.state()))
+      .Bind(8, static_cast<int64_t>(request.approver()))
+      .Bind(9, ToMicros(request.create_time()))
+      .Bind(10, ToMicros(request.expire_time()))
+      .Run();
+}
+
+absl::StatusOr<std::optional<v1::AccessRequest>> AccessStore::FindRequest(
+    SqliteConnection& db, const std::string& site_id,
+    const std::string& request_id) {
+  static const std::string* sql = new std::string(
+      absl::StrCat(kRequestSelect, "WHERE site_id = ? AND id = ?"));
+  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*sql));
+  select.Bind(1, site_id).Bind(2, request_id);
+  return FirstRow<v1::AccessRequest>(select, ReadRequest);
+}
+
+absl::StatusOr<std::optional<v1::AccessRequest>>
+AccessStore::FindPendingRequest(SqliteConnection& db,
+                                const std::string& site_id,
+                                const std::string& requester) {
+  static const std::string* sql = new std::string(absl::StrCat(
+      kRequestSelect, "WHERE site_id = ? AND requester = ? AND state = 1"));
+  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*sql));
+  select.Bind(1, site_id).Bind(2, requester);
+  return FirstRow<v1::AccessRequest>(select, ReadRequest);
+}
+
+absl::StatusOr<std::vector<v1::AccessRequest>> AccessStore::ListRequests(
+    SqliteConnection& db, const AccessRequestFilter& filter,
+    const std::optional<std::pair<int64_t, std::string>>& before, int limit) {
+  // NULL parameters switch a condition off, so one cached statement serves
+  // every filter combination.
+  static const std::string* sql = new std::string(absl::StrCat(
+      kRequestSelect,
+      "WHERE (?1 IS NULL OR site_id = ?1) AND (?2 IS NULL OR requester = ?2) "
+      "AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR approver = ?4) "
+      "AND (?5 IS NULL OR (create_micros, site_id || '/' || id) < (?5, ?6)) "
+      "ORDER BY create_micros DESC, site_id || '/' || id DESC LIMIT ?7"));
+  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*sql));
+  select.BindOptional(1, filter.site_id).BindOptional(2, filter.requester);
+  if (filter.state) {
+    select.Bind(3, static_cast<int64_t>(*filter.state));
+  } else {
+    select.BindNull(3);
+  }
+  if (filter.approver) {
+    select.Bind(4, static_cast<int64_t>(*filter.approver));
+  } else {
+    select.BindNull(4);
+  }
+  if (before) {
+    select.Bind(5, before->first).Bind(6, before->second);
+  } else {
+    select.BindNull(5).BindNull(6);
+  }
+  select.Bind(7, limit);
+  return AllRows<v1::AccessRequest>(select, ReadRequest);
+}
+
+absl::Status AccessStore::UpdateRequest(SqliteConnection& db,
+                                        const std::string& site_id,
+                                        const std::string& request_id,
+                                        const v1::AccessRequest& request) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement update,
+      db.Prepare("UPDATE access_requests SET state = ?3, approver = ?4, "
+                 "decided_by = ?5, decision_reason = ?6, decide_micros = ?7 "
+                 "WHERE site_id = ?1 AND id = ?2"));
+  update.Bind(1, site_id)
+      .Bind(2, request_id)
+      .Bind(3, static_cast<int64_t>(request.state()))
+      .Bind(4, static_cast<int64_t>(request.approver()))
+      .BindOptional(5, request.decided_by())
+      .BindOptional(6, request.decision_reason());
+  if (request.has_decide_time()) {
+    update.Bind(7, ToMicros(request.decide_time()));
+  } else {
+    update.BindNull(7);
+  }
+  return update.Run();
+}
+
+absl::StatusOr<int64_t> AccessStore::MovePendingToCustomerCare(
+    SqliteConnection& db, const std::string& site_id) {
+  ASSIGN_OR_RETURN(SqliteStatement update,
+                   db.Prepare("UPDATE access_requests SET approver = 2 WHERE "
+                              "site_id = ? AND state = 1 AND approver = 1"));
+  RETURN_IF_ERROR(update.Bind(1, site_id).Run());
+  return db.Changes();
+}
+
+absl::StatusOr<std::vector<std::string>> AccessStore::ExpireDue(
+    SqliteConnection& db, absl::Time now) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement update,
+      db.Prepare("UPDATE access_requests SET state = 5, decide_micros = ?1 "
+                 "WHERE state = 1 AND expire_micros <= ?1 RETURNING site_id, "
+                 "id"));
+  update.Bind(1, absl::ToUnixMicros(now));
+  return AllRows<std::string>(update, [](const SqliteStatement& row) {
+    return absl::StrCat("sites/", row.ColumnText(0), "/accessRequests/",
+                        row.ColumnText(1));
+  });
+}
+
+absl::Status AccessStore::InsertPilot(SqliteConnection& db,
+                                      const std::string& pilot_id,
+                                      const v1::Pilot& pilot, absl::Time now) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement insert,
+      db.Prepare("INSERT INTO pilots(id, display_name, permissions, stage, "
+                 "create_micros, update_micros) VALUES (?1, ?2, ?3, ?4, ?5, "
+                 "?5)"));
+  return insert.Bind(1, pilot_id)
+      .Bind(2, pilot.display_name())
+      .Bind(3, absl::StrJoin(pilot.permissions(), "\n"))
+      .Bind(4, static_cast<int64_t>(pilot.stage()))
+      .Bind(5, absl::ToUnixMicros(now))
+      .Run();
+}
+
+namespace {
+
+absl::StatusOr<std::vector<v1::Pilot>> LoadPilots(SqliteConnection& db,
+                                                  const std::string& pilot_id) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement select,
+      db.Prepare("SELECT id, display_name, permissions, stage, create_micros, "
+                 "update_micros FROM pilots WHERE ?1 IS NULL OR id = ?1 "
+                 "ORDER BY id"));
+  select.BindOptional(1, pilot_id);
+  ASSIGN_OR_RETURN(
+      std::vector<v1::Pilot> pilots,
+      AllRows<v1::Pilot>(select, [](const SqliteStatement& row) {
+        v1::Pilot pilot;
+        pilot.set_name(absl::StrCat("pilots/", row.ColumnText(0)));
+        pilot.set_display_name(row.ColumnText(1));
+        std::string permissions = row.ColumnText(2);
+        if (!permissions.empty()) {
+          for (absl::string_view p : absl::StrSplit(permissions, '\n')) {
+            pilot.add_permissions(std::string(p));
+          }
+        }
+        pilot.set_stage(static_cast<v1::Pilot::Stage>(row.ColumnInt64(3)));
+        *pilot.mutable_create_time() = Micros(row.ColumnInt64(4));
+        *pilot.mutable_update_time() = Micros(row.ColumnInt64(5));
+        return pilot;
+      }));
+  ASSIGN_OR_RETURN(
+      SqliteStatement participants,
+      db.Prepare("SELECT participant FROM pilot_participants WHERE "
+                 "pilot_id = ? ORDER BY participant"));
+  for (v1::Pilot& pilot : pilots) {
+    participants.Bind(1, pilot.name().substr(sizeof("pilots/") - 1));
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, participants.Step());
+      if (!row) break;
+      pilot.add_participants(participants.ColumnText(0));
+    }
+    participants.Reset();
+  }
+  return pilots;
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<v1::Pilot>> AccessStore::FindPilot(
+    SqliteConnection& db, const std::string& pilot_id) {
+  ASSIGN_OR_RETURN(std::vector<v1::Pilot> pilots, LoadPilots(db, pilot_id));
+  if (pilots.empty()) return std::optional<v1::Pilot>();
+  return std::optional<v1::Pilot>(std::move(pilots.front()));
+}
+
+absl::StatusOr<std::vector<v1::Pilot>> AccessStore::ListAllPilots(
+    SqliteConnection& db) {
+  return LoadPilots(db, "");
+}
+
+absl::Status AccessStore::UpdatePilot(SqliteConnection& db,
+                                      const std::string& pilot_id,
+                                      const v1::Pilot& pilot, absl::Time now) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement update,
+      db.Prepare("UPDATE pilots SET display_name = ?2, stage = ?3, "
+                 "update_micros = ?4 WHERE id = ?1"));
+  return update.Bind(1, pilot_id)
+      .Bind(2, pilot.display_name())
+      .Bind(3, static_cast<int64_t>(pilot.stage()))
+      .Bind(4, absl::ToUnixMicros(now))
+      .Run();
+}
+
+absl::StatusOr<bool> AccessStore::AddParticipant(
+    SqliteConnection& db, const std::string& pilot_id,
+    const std::string& participant) {
+  ASSIGN_OR_RETURN(SqliteStatement insert,
+                   db.Prepare("INSERT OR IGNORE INTO pilot_participants("
+                              "pilot_id, participant) VALUES (?, ?)"));
+  RETURN_IF_ERROR(insert.Bind(1, pilot_id).Bind(2, participant).Run());
+  return db.Changes() > 0;
+}
+
+absl::StatusOr<bool> AccessStore::RemoveParticipant(
+    SqliteConnection& db, const std::string& pilot_id,
+    const std::string& participant) {
+  ASSIGN_OR_RETURN(SqliteStatement remove,
+                   db.Prepare("DELETE FROM pilot_participants WHERE "
+                              "pilot_id = ? AND participant = ?"));
+  RETURN_IF_ERROR(remove.Bind(1, pilot_id).Bind(2, participant).Run());
+  return db.Changes() > 0;
+}
+
+absl::StatusOr<int64_t> AccessStore::Counter(SqliteConnection& db,
+                                             absl::string_view name) {
+  ASSIGN_OR_RETURN(SqliteStatement select,
+                   db.Prepare("SELECT value FROM counters WHERE name = ?"));
+  select.Bind(1, name);
+  ASSIGN_OR_RETURN(bool row, select.Step());
+  return row ? select.ColumnInt64(0) : 0;
+}
+
+absl::StatusOr<int64_t> AccessStore::BumpCounter(SqliteConnection& db,
+                                                 absl::string_view name) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement upsert,
+      db.Prepare("INSERT INTO counters(name, value) VALUES (?, 1) ON "
+                 "CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING "
+                 "value"));
+  upsert.Bind(1, name);
+  ASSIGN_OR_RETURN(bool row, upsert.Step());
+  if (!row) return absl::InternalError("counter upsert returned no row");
+  int64_t value = upsert.ColumnInt64(0);
+  RETURN_IF_ERROR(upsert.Run());
+  return value;
+}
+
+absl::StatusOr<int64_t> AccessStore::CustomerVersion(
+    SqliteConnection& db, const std::string& customer_id) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement select,
+      db.Prepare(
+          "SELECT version FROM customer_versions WHERE customer_id = ?"));
+  select.Bind(1, customer_id);
+  ASSIGN_OR_RETURN(bool row, select.Step());
+  return row ? select.ColumnInt64(0) : 0;
+}
+
+absl::StatusOr<int64_t> AccessStore::RaiseCustomerVersion(
+    SqliteConnection& db, const std::string& customer_id, int64_t version) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement upsert,
+      db.Prepare("INSERT INTO customer_versions(customer_id, version) VALUES "
+                 "(?1, ?2) ON CONFLICT(customer_id) DO UPDATE SET version = "
+                 "MAX(version, ?2) RETURNING version"));
+  upsert.Bind(1, customer_id).Bind(2, version);
+  ASSIGN_OR_RETURN(bool row, upsert.Step());
+  if (!row) return absl::InternalError("version upsert returned no row");
+  int64_t stored = upsert.ColumnInt64(0);
+  RETURN_IF_ERROR(upsert.Run());
+  return stored;
+}
+
+}  // namespace custos::access

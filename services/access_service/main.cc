@@ -1,0 +1,168 @@
+// access_service: sites, members and roles, access requests and approvals,
+// pilots, and permission checks cached in Redis (DESIGN §1, R1, R5-R9).
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "common/auth.h"
+#include "common/executor.h"
+#include "common/flags.h"
+#include "common/ids.h"
+#include "common/json_log.h"
+#include "common/redis_client.h"
+#include "common/server.h"
+#include "common/service_token.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "services/access_service/access_logic.h"
+#include "services/access_service/access_service.h"
+#include "services/access_service/access_store.h"
+#include "services/access_service/customer_facts.h"
+#include "services/access_service/permission_engine.h"
+#include "services/access_service/policy.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "host:port to serve gRPC on");
+ABSL_FLAG(std::string, database, "sqlite:access.db",
+          "sqlite:PATH of the service's database");
+ABSL_FLAG(std::string, policy_file, "deploy/policy/default_policy.textproto",
+          "the role matrix, text-format custos.access.v1.Policy");
+ABSL_FLAG(std::string, redis, "",
+          "host:port of Redis for the shared permission cache; empty = none");
+ABSL_FLAG(int, redis_timeout_ms, 50,
+          "connect and command timeout for Redis; past it, answers come "
+          "from the store");
+ABSL_FLAG(std::string, customers_address, "127.0.0.1:50052",
+          "customer_management_service, for customers/{c} checks");
+ABSL_FLAG(int, peer_timeout_ms, 500, "deadline of calls to peer services");
+ABSL_FLAG(std::string, service_token_file, "",
+          "JWT with role `service` presented to peers; re-read when it "
+          "changes");
+ABSL_FLAG(absl::Duration, cache_ttl, absl::Minutes(10),
+          "upper bound on how long any cached permission answer lives");
+ABSL_FLAG(absl::Duration, access_request_ttl, absl::Hours(24 * 30),
+          "pending access requests expire after this long (R6)");
+ABSL_FLAG(absl::Duration, expiry_sweep_interval, absl::Minutes(1),
+          "how often expired access requests are marked EXPIRED");
+ABSL_FLAG(std::string, jwt_hs256_secret_file, "",
+          "file holding the HS256 token secret");
+ABSL_FLAG(std::string, jwt_rs256_public_key_file, "",
+          "PEM file of the RS256 token public key");
+ABSL_FLAG(std::string, jwt_issuer, "custos-dev", "required token `iss`");
+ABSL_FLAG(std::string, jwt_audience, "custos", "required token `aud`");
+ABSL_FLAG(std::string, tls_cert_file, "", "server certificate chain (PEM)");
+ABSL_FLAG(std::string, tls_key_file, "", "server private key (PEM)");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "CA for client certificates; set to require mTLS");
+ABSL_FLAG(int, shutdown_grace_seconds, 10,
+          "how long SIGTERM waits for in-flight calls");
+ABSL_FLAG(int, worker_threads, 8,
+          "threads running handlers, SQLite, Redis and peer calls");
+
+namespace {
+
+[[noreturn]] void Die(const std::string& message) {
+  custos::Log("error", message);
+  custos::FlushLogs();
+  std::exit(1);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  custos::BlockTerminationSignals();
+  custos::ParseFlagsWithEnvironment(argc, argv);
+
+  custos::JwtVerifierOptions jwt;
+  if (auto path = absl::GetFlag(FLAGS_jwt_hs256_secret_file); !path.empty()) {
+    jwt.hs256_secret = custos::ReadFileOrDie(path, "jwt_hs256_secret_file");
+  }
+  if (auto path = absl::GetFlag(FLAGS_jwt_rs256_public_key_file);
+      !path.empty()) {
+    jwt.rs256_public_key_pem =
+        custos::ReadFileOrDie(path, "jwt_rs256_public_key_file");
+  }
+  jwt.issuer = absl::GetFlag(FLAGS_jwt_issuer);
+  jwt.audience = absl::GetFlag(FLAGS_jwt_audience);
+  auto verifier = custos::JwtVerifier::Create(jwt, custos::RealClock::Get());
+  if (!verifier.ok()) {
+    Die("refusing to start without a token verification key "
+        "(--jwt_hs256_secret_file or --jwt_rs256_public_key_file): " +
+        std::string(verifier.status().message()));
+  }
+
+  auto policy =
+      custos::access::Policy::LoadFile(absl::GetFlag(FLAGS_policy_file));
+  if (!policy.ok()) Die("bad policy file: " + policy.status().ToString());
+
+  const std::string database = absl::GetFlag(FLAGS_database);
+  if (database.rfind("sqlite:", 0) != 0) {
+    Die("--database must be sqlite:PATH, got " + database);
+  }
+  auto db = custos::access::AccessStore::Open(database.substr(7));
+  if (!db.ok()) Die("cannot open database: " + db.status().ToString());
+
+  custos::RedisOptions redis_options;
+  redis_options.address = absl::GetFlag(FLAGS_redis);
+  redis_options.connect_timeout =
+      absl::Milliseconds(absl::GetFlag(FLAGS_redis_timeout_ms));
+  redis_options.command_timeout = redis_options.connect_timeout;
+  custos::RedisClient redis(redis_options);
+
+  custos::ServiceToken token(absl::GetFlag(FLAGS_service_token_file));
+  custos::access::GrpcCustomerFactsSource customers(
+      custos::customers::v1::CustomerManagementService::NewStub(
+          grpc::CreateChannel(absl::GetFlag(FLAGS_customers_address),
+                              grpc::InsecureChannelCredentials())),
+      &token, absl::Milliseconds(absl::GetFlag(FLAGS_peer_timeout_ms)));
+
+  custos::access::PermissionEngineOptions engine_options;
+  engine_options.ttl = absl::GetFlag(FLAGS_cache_ttl);
+  custos::access::PermissionEngine engine(db->get(), policy->get(), &customers,
+                                          &redis, custos::RealClock::Get(),
+                                          engine_options);
+  custos::RandomIdGenerator ids;
+  custos::access::AccessLogicOptions logic_options;
+  logic_options.request_ttl = absl::GetFlag(FLAGS_access_request_ttl);
+  custos::access::AccessLogic logic(db->get(), policy->get(), &engine,
+                                    custos::RealClock::Get(), &ids,
+                                    logic_options);
+  if (absl::Status started = logic.Start(); !started.ok()) {
+    Die("cannot start: " + started.ToString());
+  }
+
+  // R6: expired requests are written down periodically (reads already
+  // treat them as expired).
+  absl::Notification stop_sweeper;
+  std::thread sweeper([&] {
+    const absl::Duration every = absl::GetFlag(FLAGS_expiry_sweep_interval);
+    while (!stop_sweeper.WaitForNotificationWithTimeout(every)) {
+      absl::StatusOr<int> expired = logic.ExpireRequests();
+      if (!expired.ok()) {
+        custos::Log("warning", "expiring access requests failed",
+                    {{"error", expired.status().ToString()}});
+      }
+    }
+  });
+
+  custos::Executor executor(absl::GetFlag(FLAGS_worker_threads));
+  custos::access::AccessService service(&logic, &*verifier, &executor);
+
+  custos::ServerOptions options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  options.shutdown_grace =
+      absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
+  options.health_service_names = {"custos.access.v1.AccessService"};
+  absl::Status status = custos::ServeUntilTerminated(options, {&service});
+  executor.Shutdown();
+  stop_sweeper.Notify();
+  sweeper.join();
+  if (!status.ok()) Die(status.ToString());
+  custos::FlushLogs();
+  return 0;
+}

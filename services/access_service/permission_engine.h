@@ -1,0 +1,145 @@
+#ifndef CUSTOS_SERVICES_ACCESS_SERVICE_PERMISSION_ENGINE_H_
+#define CUSTOS_SERVICES_ACCESS_SERVICE_PERMISSION_ENGINE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/redis_client.h"
+#include "common/sqlite.h"
+#include "custos/access/v1/access_service.pb.h"
+#include "services/access_service/customer_facts.h"
+#include "services/access_service/policy.h"
+
+namespace custos::access {
+
+// Whose permissions: a user id plus the staff roles its token carries.
+struct Subject {
+  std::string user_id;
+  std::vector<std::string> staff_roles;  // sorted, unique
+};
+
+// A resource permissions are asked about.
+struct Resource {
+  enum class Kind { kSite, kCustomer };
+  Kind kind = Kind::kSite;
+  std::string id;
+};
+
+// How fresh an answer must be (custos.access.v1.Consistency).
+struct Freshness {
+  bool fully_consistent = false;
+  // A consistency token's write sequence; 0 for none.
+  int64_t at_least_seq = 0;
+};
+
+struct PermissionEngineOptions {
+  // Bounds how long any cached answer lives, in memory and in Redis.
+  // Default: 10 minutes.
+  absl::Duration ttl = absl::Minutes(10);
+  // Entries kept in memory before the in-memory layer starts over.
+  size_t memory_entries = 100000;
+};
+
+// Resolves permission sets (DESIGN "Resolution") and caches them.
+//
+// Every answer is tagged with the versions of the facts it was computed from:
+// the policy fingerprint plus the site and pilots versions (sites/{sid}), or
+// the customer's version (customers/{c}). An answer is served, from memory or
+// from Redis, only while those versions are current. Current versions are
+// kept here and raised by every write before the write is acknowledged
+// (`SiteChanged`, ...), so a check made after a write never sees the old
+// answer. Computation runs once per key at a time; Redis failures only make
+// answers slower, never wrong.
+// Thread-safe.
+class PermissionEngine {
+ public:
+  // REQUIRES: all outlive the engine. `redis` may be disabled.
+  PermissionEngine(SqliteDatabase* db, const Policy* policy,
+                   CustomerFactsSource* customers, RedisClient* redis,
+                   const Clock* clock, PermissionEngineOptions options);
+
+  absl::StatusOr<v1::ResolvePermissionsResponse> Resolve(
+      const Subject& subject, const Resource& resource,
+      const Freshness& freshness);
+
+  // The answer when memory holds a current one; nullopt when answering would
+  // need the store, Redis or a peer. Never waits.
+  std::optional<v1::ResolvePermissionsResponse> ResolveFromMemory(
+      const Subject& subject, const Resource& resource,
+      const Freshness& freshness);
+
+  // Called after a write commits and before it is acknowledged.
+  void SiteChanged(const std::string& site_id, int64_t version);
+  void PilotsChanged(int64_t version);
+  void CustomerChanged(const std::string& customer_id, int64_t version);
+  void WriteSequenceAdvanced(int64_t seq);
+  int64_t write_sequence() const;
+
+  struct Stats {
+    int64_t memory_hits = 0;
+    int64_t redis_hits = 0;
+    int64_t computed = 0;
+  };
+  Stats stats() const;
+
+ private:
+  struct Entry {
+    std::shared_ptr<const v1::ResolvePermissionsResponse> answer;
+    absl::Time expires;
+  };
+  struct Flight;
+
+  // The versions string a fresh answer must carry now, when known in memory.
+  std::optional<std::string> KnownVersions(const Resource& resource) const;
+  // The versions string a fresh answer must carry now; loads what is not
+  // known yet from the store.
+  absl::StatusOr<std::string> CurrentVersions(const Resource& resource);
+  absl::StatusOr<v1::ResolvePermissionsResponse> Compute(
+      const Subject& subject, const Resource& resource);
+  absl::StatusOr<v1::ResolvePermissionsResponse> ComputeSite(
+      const Subject& subject, const std::string& site_id);
+  absl::StatusOr<v1::ResolvePermissionsResponse> ComputeCustomer(
+      const Subject& subject, const std::string& customer_id);
+  // Computes once per key at a time; others wait for that answer.
+  absl::StatusOr<v1::ResolvePermissionsResponse> ComputeOnce(
+      const std::string& key, const Subject& subject, const Resource& resource);
+  void Remember(const std::string& key,
+                const v1::ResolvePermissionsResponse& answer);
+  void RaiseSite(const std::string& site_id, int64_t version);
+  void RaiseCustomer(const std::string& customer_id, int64_t version);
+  void RaisePilots(int64_t version);
+
+  SqliteDatabase* const db_;
+  const Policy* const policy_;
+  CustomerFactsSource* const customers_;
+  RedisClient* const redis_;
+  const Clock* const clock_;
+  const PermissionEngineOptions options_;
+
+  mutable absl::Mutex versions_mu_;
+  absl::flat_hash_map<std::string, int64_t> site_versions_
+      ABSL_GUARDED_BY(versions_mu_);
+  absl::flat_hash_map<std::string, int64_t> customer_versions_
+      ABSL_GUARDED_BY(versions_mu_);
+  int64_t pilots_version_ ABSL_GUARDED_BY(versions_mu_) = -1;  // -1: unknown
+  int64_t write_sequence_ ABSL_GUARDED_BY(versions_mu_) = 0;
+
+  mutable absl::Mutex cache_mu_;
+  absl::flat_hash_map<std::string, Entry> memory_ ABSL_GUARDED_BY(cache_mu_);
+  absl::flat_hash_map<std::string, std::shared_ptr<Flight>> flights_
+      ABSL_GUARDED_BY(cache_mu_);
+  Stats stats_ ABSL_GUARDED_BY(cache_mu_);
+};
+
+}  // namespace custos::access
+
+#endif  // CUSTOS_SERVICES_ACCESS_SERVICE_PERMISSION_ENGINE_H_
