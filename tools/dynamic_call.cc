@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "custos/access/v1/access_service.pb.h"
 #include "custos/common/v1/audit.pb.h"
 #include "custos/customers/v1/customers_service.pb.h"
 #include "google/protobuf/io/tokenizer.h"
@@ -35,6 +36,7 @@ const std::vector<const protobuf::FileDescriptor*>& LinkedContractFiles() {
   // here comes along with it, but list it anyway so that its services show).
   static const auto* const kFiles =
       new std::vector<const protobuf::FileDescriptor*>{
+          custos::access::v1::Site::descriptor()->file(),
           custos::customers::v1::Customer::descriptor()->file(),
           custos::common::v1::AuditEvent::descriptor()->file(),
           google::rpc::Status::descriptor()->file(),
