@@ -15,6 +15,7 @@
 #include "common/pagination.h"
 #include "common/resource_name.h"
 #include "common/status_macros.h"
+#include "custos/access/v1/access_service.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "services/customer_management_service/customer_store.h"
@@ -398,6 +399,48 @@ absl::StatusOr<std::string> ListPage(absl::string_view query, int page_size,
 
 }  // namespace
 
+constexpr char kNotifyCustomerChanged[] =
+    "/custos.access.v1.AccessService/NotifyCustomerChanged";
+// How long a write waits for AccessService to hear of it before answering.
+constexpr absl::Duration kAnnounceDeadline = absl::Seconds(1);
+
+absl::Status CustomerManagement::AnnounceCustomer(
+    SqliteConnection& db, const std::string& customer_id, bool deleted,
+    absl::Time now) {
+  if (outbox_ == nullptr) return absl::OkStatus();
+  custos::access::v1::NotifyCustomerChangedRequest notice;
+  notice.set_customer(absl::StrCat("customers/", customer_id));
+  notice.set_deleted(deleted);
+  if (!deleted) {
+    ASSIGN_OR_RETURN(auto customer,
+                     CustomerStore::FindCustomer(db, customer_id));
+    if (customer) notice.set_version(customer->version());
+  }
+  return EnqueueOutbox(db, "access", kNotifyCustomerChanged, notice, now);
+}
+
+absl::Status CustomerManagement::AnnouncePartner(SqliteConnection& db,
+                                                 const std::string& partner_id,
+                                                 absl::Time now) {
+  if (outbox_ == nullptr) return absl::OkStatus();
+  ASSIGN_OR_RETURN(auto versions,
+                   CustomerStore::CustomerVersionsOfPartner(db, partner_id));
+  for (const auto& [customer_id, version] : versions) {
+    custos::access::v1::NotifyCustomerChangedRequest notice;
+    notice.set_customer(absl::StrCat("customers/", customer_id));
+    notice.set_version(version);
+    RETURN_IF_ERROR(
+        EnqueueOutbox(db, "access", kNotifyCustomerChanged, notice, now));
+  }
+  return absl::OkStatus();
+}
+
+void CustomerManagement::DeliverAnnouncements() {
+  if (outbox_ == nullptr) return;
+  // A failure is the outbox's to retry; the write itself has succeeded.
+  outbox_->DeliverPending(kAnnounceDeadline).IgnoreError();
+}
+
 absl::StatusOr<v1::Partner> CustomerManagement::CreatePartner(
     const CallContext& call, const v1::CreatePartnerRequest& request) {
   if (!call.principal.HasRole(kRolePlatformAdmin)) {
@@ -509,6 +552,7 @@ absl::StatusOr<v1::PartnerUser> CustomerManagement::CreatePartnerUser(
     // A new partner user can act on every customer of the partner.
     RETURN_IF_ERROR(
         CustomerStore::BumpPartnerCustomerVersions(db, parent[0], now));
+    RETURN_IF_ERROR(AnnouncePartner(db, parent[0], now));
     ASSIGN_OR_RETURN(auto created, CustomerStore::FindPartnerUser(
                                        db, parent[0], request.user_id()));
     result = *created;
@@ -517,6 +561,7 @@ absl::StatusOr<v1::PartnerUser> CustomerManagement::CreatePartnerUser(
              ToJson(result), now, call.request_id}));
     return Remember(db, key, fingerprint, result, now);
   }));
+  DeliverAnnouncements();
   return result;
 }
 
@@ -582,10 +627,12 @@ absl::StatusOr<google::protobuf::Empty> CustomerManagement::DeletePartnerUser(
     RETURN_IF_ERROR(CustomerStore::DeletePartnerUser(db, ids[0], ids[1]));
     RETURN_IF_ERROR(
         CustomerStore::BumpPartnerCustomerVersions(db, ids[0], now));
+    RETURN_IF_ERROR(AnnouncePartner(db, ids[0], now));
     return AppendAuditEvent(
         db, {call.principal.subject, "DeletePartnerUser", request.name(),
              ToJson(*user), "", now, call.request_id});
   }));
+  DeliverAnnouncements();
   return google::protobuf::Empty();
 }
 
@@ -660,6 +707,7 @@ absl::StatusOr<v1::Customer> CustomerManagement::CreateCustomer(
     }
     const absl::Time now = clock_->Now();
     RETURN_IF_ERROR(CustomerStore::InsertCustomer(db, id, row, now));
+    RETURN_IF_ERROR(AnnounceCustomer(db, id, false, now));
     ASSIGN_OR_RETURN(auto created, CustomerStore::FindCustomer(db, id));
     result = *created;
     RETURN_IF_ERROR(AppendAuditEvent(
@@ -667,6 +715,7 @@ absl::StatusOr<v1::Customer> CustomerManagement::CreateCustomer(
              ToJson(result), now, call.request_id}));
     return Remember(db, key, fingerprint, result, now);
   }));
+  DeliverAnnouncements();
   return result;
 }
 
@@ -773,12 +822,14 @@ absl::StatusOr<v1::Customer> CustomerManagement::UpdateCustomer(
     updated.set_version(current.version() + 1);
     const absl::Time now = clock_->Now();
     RETURN_IF_ERROR(CustomerStore::UpdateCustomer(db, ids[0], updated, now));
+    RETURN_IF_ERROR(AnnounceCustomer(db, ids[0], false, now));
     ASSIGN_OR_RETURN(auto stored, CustomerStore::FindCustomer(db, ids[0]));
     result = *stored;
     return AppendAuditEvent(
         db, {call.principal.subject, "UpdateCustomer", result.name(),
              ToJson(current), ToJson(result), now, call.request_id});
   }));
+  DeliverAnnouncements();
   return result;
 }
 
@@ -795,10 +846,13 @@ absl::StatusOr<google::protobuf::Empty> CustomerManagement::DeleteCustomer(
       return StaleEtag(current.name());
     }
     RETURN_IF_ERROR(CustomerStore::DeleteCustomer(db, ids[0]));
+    const absl::Time now = clock_->Now();
+    RETURN_IF_ERROR(AnnounceCustomer(db, ids[0], true, now));
     return AppendAuditEvent(
         db, {call.principal.subject, "DeleteCustomer", current.name(),
-             ToJson(current), "", clock_->Now(), call.request_id});
+             ToJson(current), "", now, call.request_id});
   }));
+  DeliverAnnouncements();
   return google::protobuf::Empty();
 }
 
@@ -841,12 +895,14 @@ absl::StatusOr<v1::Customer> CustomerManagement::SetManagementSettings(
     updated.set_version(current.version() + 1);
     const absl::Time now = clock_->Now();
     RETURN_IF_ERROR(CustomerStore::UpdateCustomer(db, ids[0], updated, now));
+    RETURN_IF_ERROR(AnnounceCustomer(db, ids[0], false, now));
     ASSIGN_OR_RETURN(auto stored, CustomerStore::FindCustomer(db, ids[0]));
     result = *stored;
     return AppendAuditEvent(
         db, {call.principal.subject, "SetManagementSettings", result.name(),
              ToJson(current), ToJson(result), now, call.request_id});
   }));
+  DeliverAnnouncements();
   return result;
 }
 
@@ -1099,6 +1155,7 @@ absl::StatusOr<v1::CustomerUser> CustomerManagement::CreateCustomerUser(
         db, parent[0], request.user_id(), request.customer_user(), now));
     // Who can act on the customer changed.
     RETURN_IF_ERROR(CustomerStore::BumpCustomerVersion(db, parent[0], now));
+    RETURN_IF_ERROR(AnnounceCustomer(db, parent[0], false, now));
     ASSIGN_OR_RETURN(auto created, CustomerStore::FindCustomerUser(
                                        db, parent[0], request.user_id()));
     result = *created;
@@ -1107,6 +1164,7 @@ absl::StatusOr<v1::CustomerUser> CustomerManagement::CreateCustomerUser(
              ToJson(result), now, call.request_id}));
     return Remember(db, key, fingerprint, result, now);
   }));
+  DeliverAnnouncements();
   return result;
 }
 
@@ -1155,10 +1213,12 @@ absl::StatusOr<google::protobuf::Empty> CustomerManagement::DeleteCustomerUser(
     const absl::Time now = clock_->Now();
     RETURN_IF_ERROR(CustomerStore::DeleteCustomerUser(db, ids[0], ids[1]));
     RETURN_IF_ERROR(CustomerStore::BumpCustomerVersion(db, ids[0], now));
+    RETURN_IF_ERROR(AnnounceCustomer(db, ids[0], false, now));
     return AppendAuditEvent(
         db, {call.principal.subject, "DeleteCustomerUser", request.name(),
              ToJson(*user), "", now, call.request_id});
   }));
+  DeliverAnnouncements();
   return google::protobuf::Empty();
 }
 

@@ -5,6 +5,7 @@
 #include "common/call_context.h"
 #include "common/clock.h"
 #include "common/ids.h"
+#include "common/outbox.h"
 #include "common/sqlite.h"
 #include "custos/common/v1/audit.pb.h"
 #include "custos/customers/v1/customers_service.pb.h"
@@ -28,10 +29,14 @@ namespace v1 = ::custos::customers::v1;
 // Thread-safe.
 class CustomerManagement {
  public:
-  // REQUIRES: all outlive this object.
+  // REQUIRES: all outlive this object. `access_outbox`, when given, carries
+  // every change that can change a permission answer to AccessService
+  // (custos.access.v1.AccessService/NotifyCustomerChanged): written in the
+  // change's transaction and delivered before the change is acknowledged
+  // when AccessService answers in time, retried by the outbox otherwise.
   CustomerManagement(SqliteDatabase* database, const Clock* clock,
-                     IdGenerator* ids)
-      : db_(database), clock_(clock), ids_(ids) {}
+                     IdGenerator* ids, OutboxWorker* access_outbox = nullptr)
+      : db_(database), clock_(clock), ids_(ids), outbox_(access_outbox) {}
 
   absl::StatusOr<v1::Partner> CreatePartner(
       const CallContext& call, const v1::CreatePartnerRequest& request);
@@ -94,9 +99,20 @@ class CustomerManagement {
       const custos::common::v1::ListAuditEventsRequest& request);
 
  private:
+  // Inside a write: tells AccessService the customer's new version.
+  absl::Status AnnounceCustomer(SqliteConnection& db,
+                                const std::string& customer_id, bool deleted,
+                                absl::Time now);
+  // Inside a write: announces every customer of the partner.
+  absl::Status AnnouncePartner(SqliteConnection& db,
+                               const std::string& partner_id, absl::Time now);
+  // After a write committed: tries to deliver what it announced.
+  void DeliverAnnouncements();
+
   SqliteDatabase* db_;
   const Clock* clock_;
   IdGenerator* ids_;
+  OutboxWorker* outbox_;
 };
 
 }  // namespace custos::customers

@@ -5,6 +5,7 @@
 #include "absl/strings/str_split.h"
 #include "common/audit_store.h"
 #include "common/idempotency_store.h"
+#include "common/outbox.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -70,6 +71,7 @@ CREATE TABLE customer_users (
 );
 CREATE INDEX customer_users_by_user ON customer_users(user_id);
 )sql"},
+      {4, kOutboxSchema},
   };
   return *migrations;
 }
@@ -378,6 +380,21 @@ absl::StatusOr<std::optional<v1::Customer>> CustomerStore::FindCustomer(
   ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*sql));
   select.Bind(1, customer_id);
   return FirstRow<v1::Customer>(select, ReadCustomer);
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, int64_t>>>
+CustomerStore::CustomerVersionsOfPartner(SqliteConnection& db,
+                                         const std::string& partner_id) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement select,
+      db.Prepare("SELECT id, version FROM customers WHERE partner_id = ?"));
+  select.Bind(1, partner_id);
+  std::vector<std::pair<std::string, int64_t>> versions;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) return versions;
+    versions.emplace_back(select.ColumnText(0), select.ColumnInt64(1));
+  }
 }
 
 absl::StatusOr<std::optional<CustomerAndCaller>>

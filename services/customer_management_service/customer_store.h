@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -78,6 +79,10 @@ class CustomerStore {
                                      absl::Time now);
   static absl::StatusOr<std::optional<v1::Customer>> FindCustomer(
       SqliteConnection& db, const std::string& customer_id);
+  // (customer id, version) of every customer of the partner.
+  static absl::StatusOr<std::vector<std::pair<std::string, int64_t>>>
+  CustomerVersionsOfPartner(SqliteConnection& db,
+                            const std::string& partner_id);
   // A customer with what `user_id` is to it: its partner role (none when
   // not a user of the customer's partner) and whether it is a customer user.
   static absl::StatusOr<std::optional<CustomerAndCaller>> FindCustomerAndCaller(

@@ -1,6 +1,7 @@
 // customer_management_service: partners, partner users, customers, products,
 // customer users and management settings (DESIGN §1, R1-R4).
 #include <cstdlib>
+#include <memory>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -8,9 +9,15 @@
 #include "common/auth.h"
 #include "common/executor.h"
 #include "common/flags.h"
+#include "common/grpc_status.h"
 #include "common/ids.h"
 #include "common/json_log.h"
+#include "common/outbox.h"
 #include "common/server.h"
+#include "common/service_token.h"
+#include "custos/access/v1/access_service.grpc.pb.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
 #include "services/customer_management_service/customer_management.h"
 #include "services/customer_management_service/customer_management_service.h"
 #include "services/customer_management_service/customer_store.h"
@@ -31,6 +38,13 @@ ABSL_FLAG(std::string, tls_client_ca_file, "",
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "how long SIGTERM waits for in-flight calls");
 ABSL_FLAG(int, worker_threads, 8, "threads running handlers and SQLite work");
+ABSL_FLAG(std::string, access_address, "",
+          "access_service host:port, told about customer changes through the "
+          "outbox; empty = none");
+ABSL_FLAG(std::string, service_token_file, "",
+          "JWT with role `service` presented to peers; re-read when it "
+          "changes");
+ABSL_FLAG(int, peer_timeout_ms, 1000, "deadline of calls to peer services");
 
 namespace {
 
@@ -71,9 +85,35 @@ int main(int argc, char** argv) {
   auto db = custos::customers::CustomerStore::Open(database.substr(7));
   if (!db.ok()) Die("cannot open database: " + db.status().ToString());
 
+  // The outbox to AccessService (DESIGN §1). Peer channels are plaintext
+  // for now; TLS to peers comes with the deployment issue.
+  custos::ServiceToken token(absl::GetFlag(FLAGS_service_token_file));
+  std::unique_ptr<custos::access::v1::AccessService::Stub> access;
+  std::unique_ptr<custos::OutboxWorker> outbox;
+  if (const std::string address = absl::GetFlag(FLAGS_access_address);
+      !address.empty()) {
+    access = custos::access::v1::AccessService::NewStub(
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    const absl::Duration timeout =
+        absl::Milliseconds(absl::GetFlag(FLAGS_peer_timeout_ms));
+    outbox = std::make_unique<custos::OutboxWorker>(
+        db->get(), custos::RealClock::Get(), custos::OutboxOptions(),
+        [&access, &token, timeout](const custos::OutboxMessage& message) {
+          custos::access::v1::NotifyCustomerChangedRequest request;
+          if (!request.ParseFromString(message.payload)) {
+            return absl::InternalError("corrupt outbox payload");
+          }
+          custos::access::v1::NotifyCustomerChangedResponse response;
+          grpc::ClientContext context;
+          token.Prepare(&context, timeout);
+          return custos::FromGrpcStatus(
+              access->NotifyCustomerChanged(&context, request, &response));
+        });
+    outbox->Start();
+  }
   custos::RandomIdGenerator ids;
-  custos::customers::CustomerManagement logic(db->get(),
-                                              custos::RealClock::Get(), &ids);
+  custos::customers::CustomerManagement logic(
+      db->get(), custos::RealClock::Get(), &ids, outbox.get());
   custos::Executor executor(absl::GetFlag(FLAGS_worker_threads));
   custos::customers::CustomerManagementService service(&logic, &*verifier,
                                                        &executor);
@@ -89,6 +129,7 @@ int main(int argc, char** argv) {
       "custos.customers.v1.CustomerManagementService"};
   absl::Status status = custos::ServeUntilTerminated(options, {&service});
   executor.Shutdown();
+  if (outbox) outbox->Stop();
   if (!status.ok()) Die(status.ToString());
   custos::FlushLogs();
   return 0;

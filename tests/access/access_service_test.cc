@@ -139,7 +139,8 @@ class AccessServiceTest : public ::testing::Test {
             absl::StrCat("--listen=127.0.0.1:", customers_port_),
             absl::StrCat("--database=sqlite:", dir_, "/customers.db"),
             absl::StrCat("--jwt_hs256_secret_file=", dir_, "/secret"),
-        });
+            absl::StrCat("--access_address=127.0.0.1:", access_port_),
+            absl::StrCat("--service_token_file=", dir_, "/service-token")});
     ASSERT_TRUE(
         customers_->Start(absl::StrCat("127.0.0.1:", customers_port_)).ok());
     StartAccess({});
@@ -616,8 +617,7 @@ TEST_F(AccessServiceTest, R9_PilotGatesPermissionsUntilGeneralAvailability) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
-TEST_F(AccessServiceTest,
-       DISABLED_R1_CustomerPermissionsFollowTheManagementType) {
+TEST_F(AccessServiceTest, R1_CustomerPermissionsFollowTheManagementType) {
   // The customer, its partner and users live in CustomerManagementService.
   cv1::CreatePartnerRequest partner;
   partner.set_partner_id("northwind");

@@ -88,15 +88,6 @@ absl::Status ServiceProcess::Start(const std::string& address,
     execv(path.c_str(), argv.data());
     _exit(127);
   }
-  // Poll quickly: with gRPC's default reconnect backoff (1 s, growing) a
-  // channel created before the server listens only notices it seconds later.
-  grpc::ChannelArguments fast_reconnect;
-  fast_reconnect.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 20);
-  fast_reconnect.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20);
-  fast_reconnect.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 100);
-  auto channel = grpc::CreateCustomChannel(
-      address, grpc::InsecureChannelCredentials(), fast_reconnect);
-  auto health = grpc::health::v1::Health::NewStub(channel);
   absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {
     int status = 0;
@@ -105,6 +96,13 @@ absl::Status ServiceProcess::Start(const std::string& address,
       return absl::InternalError(
           absl::StrCat(binary_, " exited at start: ", ReadLog()));
     }
+    // A fresh channel with its own subchannel each time: a channel that saw
+    // the port closed would only retry after gRPC's reconnect backoff
+    // (1 s and growing), which made every start take seconds.
+    grpc::ChannelArguments fresh;
+    fresh.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto health = grpc::health::v1::Health::NewStub(grpc::CreateCustomChannel(
+        address, grpc::InsecureChannelCredentials(), fresh));
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::milliseconds(500));

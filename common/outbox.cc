@@ -1,0 +1,176 @@
+#include "common/outbox.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/json_log.h"
+#include "common/status_macros.h"
+
+namespace custos {
+
+const char kOutboxSchema[] = R"sql(
+CREATE TABLE outbox (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  destination TEXT NOT NULL,
+  method TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_micros INTEGER NOT NULL,
+  last_error TEXT,
+  create_micros INTEGER NOT NULL
+);
+CREATE INDEX outbox_due ON outbox(next_attempt_micros, id);
+)sql";
+
+absl::Status EnqueueOutbox(SqliteConnection& db, absl::string_view destination,
+                           absl::string_view method,
+                           const google::protobuf::Message& payload,
+                           absl::Time now) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement insert,
+      db.Prepare("INSERT INTO outbox(destination, method, payload, "
+                 "next_attempt_micros, create_micros) VALUES (?1, ?2, ?3, ?4, "
+                 "?4)"));
+  return insert.Bind(1, destination)
+      .Bind(2, method)
+      .BindBlob(3, payload.SerializeAsString())
+      .Bind(4, absl::ToUnixMicros(now))
+      .Run();
+}
+
+OutboxWorker::OutboxWorker(SqliteDatabase* db, const Clock* clock,
+                           OutboxOptions options, Deliver deliver)
+    : db_(db), clock_(clock), options_(options), deliver_(std::move(deliver)) {}
+
+OutboxWorker::~OutboxWorker() { Stop(); }
+
+void OutboxWorker::Start() {
+  loop_ = std::thread([this] {
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return woken_ || stopping_;
+        };
+        mu_.AwaitWithTimeout(absl::Condition(&ready), options_.poll_interval);
+        if (stopping_) return;
+        woken_ = false;
+      }
+      absl::Status status = DeliverDue(absl::InfiniteFuture());
+      (void)status;  // recorded per message; retried on the next pass
+    }
+  });
+}
+
+void OutboxWorker::Wake() {
+  absl::MutexLock lock(&mu_);
+  woken_ = true;
+}
+
+void OutboxWorker::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (loop_.joinable()) loop_.join();
+}
+
+absl::Status OutboxWorker::DeliverPending(absl::Duration deadline) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (clock_->Now() < backing_off_until_) {
+      return absl::UnavailableError("peer is backing off after a failure");
+    }
+  }
+  return DeliverDue(clock_->Now() + deadline);
+}
+
+absl::Duration OutboxWorker::Backoff(int64_t attempts) {
+  absl::Duration bound = options_.initial_backoff;
+  for (int64_t i = 1; i < attempts && bound < options_.max_backoff; ++i) {
+    bound *= 2;
+  }
+  bound = std::min(bound, options_.max_backoff);
+  // Full jitter: many senders retrying never line up.
+  return absl::Microseconds(
+      absl::Uniform<int64_t>(jitter_, 0, absl::ToInt64Microseconds(bound) + 1));
+}
+
+absl::Status OutboxWorker::DeliverDue(absl::Time give_up) {
+  absl::MutexLock deliver_lock(&deliver_mu_);
+  while (clock_->Now() < give_up) {
+    std::vector<OutboxMessage> due;
+    RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+      ASSIGN_OR_RETURN(
+          SqliteStatement select,
+          db.Prepare("SELECT id, destination, method, payload, attempts FROM "
+                     "outbox WHERE next_attempt_micros <= ? ORDER BY id "
+                     "LIMIT ?"));
+      select.Bind(1, absl::ToUnixMicros(clock_->Now()))
+          .Bind(2, options_.batch_size);
+      while (true) {
+        ASSIGN_OR_RETURN(bool row, select.Step());
+        if (!row) break;
+        due.push_back(OutboxMessage{select.ColumnInt64(0), select.ColumnText(1),
+                                    select.ColumnText(2), select.ColumnText(3),
+                                    select.ColumnInt64(4)});
+      }
+      return absl::OkStatus();
+    }));
+    if (due.empty()) return absl::OkStatus();
+    for (const OutboxMessage& message : due) {
+      if (clock_->Now() >= give_up) {
+        return absl::DeadlineExceededError("outbox delivery deadline");
+      }
+      absl::Status delivered = deliver_(message);
+      if (delivered.ok()) {
+        RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+          ASSIGN_OR_RETURN(SqliteStatement remove,
+                           db.Prepare("DELETE FROM outbox WHERE id = ?"));
+          return remove.Bind(1, message.id).Run();
+        }));
+        continue;
+      }
+      const absl::Time retry_at = clock_->Now() + Backoff(message.attempts + 1);
+      RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+        ASSIGN_OR_RETURN(
+            SqliteStatement update,
+            db.Prepare("UPDATE outbox SET attempts = attempts + 1, "
+                       "next_attempt_micros = ?2, last_error = ?3 WHERE id = "
+                       "?1"));
+        return update.Bind(1, message.id)
+            .Bind(2, absl::ToUnixMicros(retry_at))
+            .Bind(3, delivered.ToString())
+            .Run();
+      }));
+      {
+        absl::MutexLock lock(&mu_);
+        backing_off_until_ = retry_at;
+      }
+      if (message.attempts == 0) {
+        Log("warning", "outbox delivery failed; will retry",
+            {{"destination", message.destination},
+             {"method", message.method},
+             {"error", delivered.ToString()}});
+      }
+      return delivered;
+    }
+  }
+  return absl::DeadlineExceededError("outbox delivery deadline");
+}
+
+absl::StatusOr<int64_t> OutboxWorker::Depth() {
+  int64_t depth = 0;
+  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(SqliteStatement count,
+                     db.Prepare("SELECT COUNT(*) FROM outbox"));
+    ASSIGN_OR_RETURN(bool row, count.Step());
+    if (row) depth = count.ColumnInt64(0);
+    return absl::OkStatus();
+  }));
+  return depth;
+}
+
+}  // namespace custos

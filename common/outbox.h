@@ -1,0 +1,108 @@
+#ifndef CUSTOS_COMMON_OUTBOX_H_
+#define CUSTOS_COMMON_OUTBOX_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/random/random.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/sqlite.h"
+#include "google/protobuf/message.h"
+
+namespace custos {
+
+// The outbox table; add it to the migrations of a service that sends.
+extern const char kOutboxSchema[];
+
+// A call to make to a peer service, written in the same transaction as the
+// change it announces (DESIGN §1).
+struct OutboxMessage {
+  int64_t id = 0;
+  std::string destination;  // e.g. "access"
+  std::string method;       // full gRPC method, /pkg.Service/Method
+  std::string payload;      // the serialized request
+  int64_t attempts = 0;
+};
+
+// Appends a message. Call inside the write transaction of the change.
+absl::Status EnqueueOutbox(SqliteConnection& db, absl::string_view destination,
+                           absl::string_view method,
+                           const google::protobuf::Message& payload,
+                           absl::Time now);
+
+struct OutboxOptions {
+  // Backoff after a failed attempt: full jitter over an exponentially growing
+  // bound. Default: 100 ms doubling up to 30 s.
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(30);
+  // How often the background loop looks without being woken. Default: 1 s.
+  absl::Duration poll_interval = absl::Seconds(1);
+  // Messages read per pass. Default: 100.
+  int batch_size = 100;
+};
+
+// Delivers outbox messages in id order, at least once, until acknowledged:
+// a delivered message is deleted; a failed one is retried after a backoff
+// (its attempts and last error recorded), forever — receivers are idempotent.
+// Delivery stops at the first failure of a pass, so a peer that is down is
+// not hammered and order is kept.
+// Thread-safe.
+class OutboxWorker {
+ public:
+  // Delivers one message; OK means the peer acknowledged it.
+  using Deliver = std::function<absl::Status(const OutboxMessage&)>;
+
+  // REQUIRES: `db` and `clock` outlive the worker.
+  OutboxWorker(SqliteDatabase* db, const Clock* clock, OutboxOptions options,
+               Deliver deliver);
+  // Stops.
+  ~OutboxWorker();
+
+  // Starts the background loop.
+  void Start();
+  // Makes the background loop look now.
+  void Wake();
+  // Stops and joins the background loop. Idempotent.
+  void Stop();
+
+  // Delivers every due message now from the caller's thread, giving up at
+  // `deadline`; returns the first failure. Used right after a write so the
+  // peer knows before the write is acknowledged. Returns at once while the
+  // peer is backing off after a failure (the loop retries).
+  absl::Status DeliverPending(absl::Duration deadline);
+
+  // Messages not yet delivered.
+  absl::StatusOr<int64_t> Depth();
+
+ private:
+  absl::Status DeliverDue(absl::Time give_up);
+  absl::Duration Backoff(int64_t attempts);
+
+  SqliteDatabase* const db_;
+  const Clock* const clock_;
+  const OutboxOptions options_;
+  const Deliver deliver_;
+
+  // Held for a whole pass: one deliverer at a time, so no message is sent
+  // twice concurrently and order holds.
+  absl::Mutex deliver_mu_;
+  absl::BitGen jitter_ ABSL_GUARDED_BY(deliver_mu_);
+
+  absl::Mutex mu_;
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time backing_off_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  std::thread loop_;
+};
+
+}  // namespace custos
+
+#endif  // CUSTOS_COMMON_OUTBOX_H_
