@@ -220,10 +220,10 @@ absl::StatusOr<bool> AccessLogic::CallerMay(const CallContext& call,
                                             absl::string_view permission) {
   Resource resource{Resource::Kind::kSite, site_id};
   ASSIGN_OR_RETURN(
-      v1::ResolvePermissionsResponse resolved,
+      PermissionEngine::Answer resolved,
       engine_->Resolve(SubjectOf(call.principal.subject, call.principal.roles),
                        resource, Freshness{}));
-  for (const v1::Grant& grant : resolved.grants()) {
+  for (const v1::Grant& grant : resolved->grants()) {
     if (grant.permission() == permission) return true;
   }
   return false;
@@ -1209,7 +1209,7 @@ absl::StatusOr<v1::CheckPermissionResponse> AccessLogic::CheckPermission(
       auto resolved,
       engine_->Resolve(target.subject, target.resource, target.freshness));
   v1::CheckPermissionResponse response;
-  response.set_allowed(Granted(resolved, request.permission()));
+  response.set_allowed(Granted(*resolved, request.permission()));
   return response;
 }
 
@@ -1223,10 +1223,9 @@ AccessLogic::CheckPermissionFromMemory(
   absl::Status valid = ValidatePermission(
       *policy_, "permission", target->resource, request.permission());
   if (!valid.ok()) return valid;
-  std::optional<v1::ResolvePermissionsResponse> resolved =
-      engine_->ResolveFromMemory(target->subject, target->resource,
-                                 target->freshness);
-  if (!resolved) return std::nullopt;
+  PermissionEngine::Answer resolved = engine_->ResolveFromMemory(
+      target->subject, target->resource, target->freshness);
+  if (resolved == nullptr) return std::nullopt;
   v1::CheckPermissionResponse response;
   response.set_allowed(Granted(*resolved, request.permission()));
   return response;
@@ -1258,7 +1257,7 @@ AccessLogic::BatchCheckPermissions(
       ASSIGN_OR_RETURN(
           auto resolved,
           engine_->Resolve(target.subject, target.resource, target.freshness));
-      return Granted(resolved, check.permission());
+      return Granted(*resolved, check.permission());
     }();
     if (allowed.ok()) {
       result->set_allowed(*allowed);
@@ -1275,7 +1274,10 @@ absl::StatusOr<v1::ResolvePermissionsResponse> AccessLogic::ResolvePermissions(
       CheckTarget target,
       ParseCheckTarget(call, "", request.principal(), request.principal_roles(),
                        request.resource(), request.consistency()));
-  return engine_->Resolve(target.subject, target.resource, target.freshness);
+  ASSIGN_OR_RETURN(
+      PermissionEngine::Answer resolved,
+      engine_->Resolve(target.subject, target.resource, target.freshness));
+  return *resolved;
 }
 
 absl::StatusOr<v1::ListRolesResponse> AccessLogic::ListRoles(

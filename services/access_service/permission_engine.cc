@@ -73,7 +73,7 @@ std::string ManagementTypeName(ManagementType type) {
 
 struct PermissionEngine::Flight {
   absl::Notification done;
-  absl::StatusOr<v1::ResolvePermissionsResponse> answer;
+  absl::StatusOr<PermissionEngine::Answer> answer;
 };
 
 PermissionEngine::PermissionEngine(SqliteDatabase* db, const Policy* policy,
@@ -87,7 +87,7 @@ PermissionEngine::PermissionEngine(SqliteDatabase* db, const Policy* policy,
       clock_(clock),
       options_(options) {}
 
-absl::StatusOr<v1::ResolvePermissionsResponse> PermissionEngine::Resolve(
+absl::StatusOr<PermissionEngine::Answer> PermissionEngine::Resolve(
     const Subject& subject, const Resource& resource,
     const Freshness& freshness) {
   // A token from a write this process has not seen (another replica's):
@@ -96,7 +96,7 @@ absl::StatusOr<v1::ResolvePermissionsResponse> PermissionEngine::Resolve(
       freshness.fully_consistent || freshness.at_least_seq > write_sequence();
   const std::string key = CacheKey(subject, resource);
   if (fully_consistent) {
-    ASSIGN_OR_RETURN(auto answer, Compute(subject, resource));
+    ASSIGN_OR_RETURN(Answer answer, Compute(subject, resource));
     Remember(key, answer);
     return answer;
   }
@@ -107,29 +107,25 @@ absl::StatusOr<v1::ResolvePermissionsResponse> PermissionEngine::Resolve(
     if (it != memory_.end() && it->second.answer->versions() == versions &&
         clock_->Now() < it->second.expires) {
       ++stats_.memory_hits;
-      return *it->second.answer;
+      return it->second.answer;
     }
   }
   if (redis_->enabled()) {
     absl::StatusOr<std::optional<std::string>> cached =
         redis_->Get(absl::StrCat(kRedisPrefix, key));
-    v1::ResolvePermissionsResponse answer;
+    auto answer = std::make_shared<v1::ResolvePermissionsResponse>();
     // Errors only cost speed: the answer is computed below.
     if (cached.ok() && cached->has_value() &&
-        answer.ParseFromString(**cached) && answer.versions() == versions) {
-      {
-        absl::MutexLock lock(&cache_mu_);
-        ++stats_.redis_hits;
-        if (memory_.size() >= options_.memory_entries) memory_.clear();
-        memory_[key] = Entry{
-            std::make_shared<const v1::ResolvePermissionsResponse>(answer),
-            clock_->Now() + options_.ttl};
-      }
-      return answer;
+        answer->ParseFromString(**cached) && answer->versions() == versions) {
+      absl::MutexLock lock(&cache_mu_);
+      ++stats_.redis_hits;
+      if (memory_.size() >= options_.memory_entries) memory_.clear();
+      memory_[key] = Entry{answer, clock_->Now() + options_.ttl};
+      return Answer(std::move(answer));
     }
   }
-  ASSIGN_OR_RETURN(auto answer, ComputeOnce(key, subject, resource));
-  if (answer.versions() != versions) {
+  ASSIGN_OR_RETURN(Answer answer, ComputeOnce(key, subject, resource));
+  if (answer->versions() != versions) {
     // The shared computation read older facts than this caller must see
     // (a write landed while it ran): compute again, alone.
     ASSIGN_OR_RETURN(answer, Compute(subject, resource));
@@ -138,24 +134,23 @@ absl::StatusOr<v1::ResolvePermissionsResponse> PermissionEngine::Resolve(
   return answer;
 }
 
-std::optional<v1::ResolvePermissionsResponse>
-PermissionEngine::ResolveFromMemory(const Subject& subject,
-                                    const Resource& resource,
-                                    const Freshness& freshness) {
+PermissionEngine::Answer PermissionEngine::ResolveFromMemory(
+    const Subject& subject, const Resource& resource,
+    const Freshness& freshness) {
   if (freshness.fully_consistent || freshness.at_least_seq > write_sequence()) {
-    return std::nullopt;
+    return nullptr;
   }
   std::optional<std::string> versions = KnownVersions(resource);
-  if (!versions) return std::nullopt;
+  if (!versions) return nullptr;
   const std::string key = CacheKey(subject, resource);
   absl::MutexLock lock(&cache_mu_);
   auto it = memory_.find(key);
   if (it == memory_.end() || it->second.answer->versions() != *versions ||
       clock_->Now() >= it->second.expires) {
-    return std::nullopt;
+    return nullptr;
   }
   ++stats_.memory_hits;
-  return *it->second.answer;
+  return it->second.answer;
 }
 
 std::optional<std::string> PermissionEngine::KnownVersions(
@@ -172,7 +167,7 @@ std::optional<std::string> PermissionEngine::KnownVersions(
   return CustomerVersions(fingerprint, it->second);
 }
 
-absl::StatusOr<v1::ResolvePermissionsResponse> PermissionEngine::ComputeOnce(
+absl::StatusOr<PermissionEngine::Answer> PermissionEngine::ComputeOnce(
     const std::string& key, const Subject& subject, const Resource& resource) {
   std::shared_ptr<Flight> flight;
   bool leader = false;
@@ -197,20 +192,17 @@ absl::StatusOr<v1::ResolvePermissionsResponse> PermissionEngine::ComputeOnce(
   return flight->answer;
 }
 
-void PermissionEngine::Remember(const std::string& key,
-                                const v1::ResolvePermissionsResponse& answer) {
+void PermissionEngine::Remember(const std::string& key, const Answer& answer) {
   {
     absl::MutexLock lock(&cache_mu_);
     if (memory_.size() >= options_.memory_entries) memory_.clear();
-    memory_[key] =
-        Entry{std::make_shared<const v1::ResolvePermissionsResponse>(answer),
-              clock_->Now() + options_.ttl};
+    memory_[key] = Entry{answer, clock_->Now() + options_.ttl};
   }
   // Entries carry their versions and are checked on every read, so an
   // entry written late by a slow computation is ignored, never served.
   if (redis_->enabled()) {
     redis_
-        ->SetEx(absl::StrCat(kRedisPrefix, key), answer.SerializeAsString(),
+        ->SetEx(absl::StrCat(kRedisPrefix, key), answer->SerializeAsString(),
                 options_.ttl)
         .IgnoreError();
   }
@@ -239,15 +231,18 @@ absl::StatusOr<std::string> PermissionEngine::CurrentVersions(
   return *KnownVersions(resource);
 }
 
-absl::StatusOr<v1::ResolvePermissionsResponse> PermissionEngine::Compute(
+absl::StatusOr<PermissionEngine::Answer> PermissionEngine::Compute(
     const Subject& subject, const Resource& resource) {
   {
     absl::MutexLock lock(&cache_mu_);
     ++stats_.computed;
   }
-  return resource.kind == Resource::Kind::kSite
-             ? ComputeSite(subject, resource.id)
-             : ComputeCustomer(subject, resource.id);
+  ASSIGN_OR_RETURN(v1::ResolvePermissionsResponse answer,
+                   resource.kind == Resource::Kind::kSite
+                       ? ComputeSite(subject, resource.id)
+                       : ComputeCustomer(subject, resource.id));
+  return std::make_shared<const v1::ResolvePermissionsResponse>(
+      std::move(answer));
 }
 
 absl::StatusOr<v1::ResolvePermissionsResponse> PermissionEngine::ComputeSite(

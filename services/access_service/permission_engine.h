@@ -67,15 +67,17 @@ class PermissionEngine {
                    CustomerFactsSource* customers, RedisClient* redis,
                    const Clock* clock, PermissionEngineOptions options);
 
-  absl::StatusOr<v1::ResolvePermissionsResponse> Resolve(
-      const Subject& subject, const Resource& resource,
-      const Freshness& freshness);
+  // Shared and immutable: a cached answer is handed out without a copy.
+  using Answer = std::shared_ptr<const v1::ResolvePermissionsResponse>;
 
-  // The answer when memory holds a current one; nullopt when answering would
+  absl::StatusOr<Answer> Resolve(const Subject& subject,
+                                 const Resource& resource,
+                                 const Freshness& freshness);
+
+  // The answer when memory holds a current one; null when answering would
   // need the store, Redis or a peer. Never waits.
-  std::optional<v1::ResolvePermissionsResponse> ResolveFromMemory(
-      const Subject& subject, const Resource& resource,
-      const Freshness& freshness);
+  Answer ResolveFromMemory(const Subject& subject, const Resource& resource,
+                           const Freshness& freshness);
 
   // Called after a write commits and before it is acknowledged.
   void SiteChanged(const std::string& site_id, int64_t version);
@@ -93,7 +95,7 @@ class PermissionEngine {
 
  private:
   struct Entry {
-    std::shared_ptr<const v1::ResolvePermissionsResponse> answer;
+    Answer answer;
     absl::Time expires;
   };
   struct Flight;
@@ -103,17 +105,17 @@ class PermissionEngine {
   // The versions string a fresh answer must carry now; loads what is not
   // known yet from the store.
   absl::StatusOr<std::string> CurrentVersions(const Resource& resource);
-  absl::StatusOr<v1::ResolvePermissionsResponse> Compute(
-      const Subject& subject, const Resource& resource);
+  absl::StatusOr<Answer> Compute(const Subject& subject,
+                                 const Resource& resource);
   absl::StatusOr<v1::ResolvePermissionsResponse> ComputeSite(
       const Subject& subject, const std::string& site_id);
   absl::StatusOr<v1::ResolvePermissionsResponse> ComputeCustomer(
       const Subject& subject, const std::string& customer_id);
   // Computes once per key at a time; others wait for that answer.
-  absl::StatusOr<v1::ResolvePermissionsResponse> ComputeOnce(
-      const std::string& key, const Subject& subject, const Resource& resource);
-  void Remember(const std::string& key,
-                const v1::ResolvePermissionsResponse& answer);
+  absl::StatusOr<Answer> ComputeOnce(const std::string& key,
+                                     const Subject& subject,
+                                     const Resource& resource);
+  void Remember(const std::string& key, const Answer& answer);
   void RaiseSite(const std::string& site_id, int64_t version);
   void RaiseCustomer(const std::string& customer_id, int64_t version);
   void RaisePilots(int64_t version);

@@ -691,6 +691,44 @@ TEST_F(AccessServiceTest, R1_CustomerPermissionsFollowTheManagementType) {
   }
 }
 
+// DESIGN §1: a change made while AccessService is down reaches it through
+// CustomerManagementService's outbox once it is back; nothing is lost.
+TEST_F(AccessServiceTest,
+       R1_OutboxDeliversCustomerChangesMadeWhileAccessWasDown) {
+  cv1::CreateCustomerRequest customer;
+  customer.set_customer_id("solo");
+  customer.mutable_customer()->set_display_name("Solo");
+  cv1::Customer solo;
+  ASSERT_TRUE(
+      customers_stub_->CreateCustomer(As(admin_).get(), customer, &solo).ok());
+  cv1::CreateCustomerUserRequest user;
+  user.set_parent("customers/solo");
+  user.set_user_id("sam");
+  cv1::CustomerUser created;
+  ASSERT_TRUE(
+      customers_stub_->CreateCustomerUser(As(admin_).get(), user, &created)
+          .ok());
+  // R3: no partner, so Sam logs in; the answer is now cached.
+  EXPECT_TRUE(Allowed("sam", "customers/solo", "portal.login"));
+
+  access_->Signal(SIGKILL);
+  access_->WaitForExit(absl::Seconds(5));
+  cv1::DeleteCustomerUserRequest remove;
+  remove.set_name("customers/solo/users/sam");
+  google::protobuf::Empty empty;
+  ASSERT_TRUE(
+      customers_stub_->DeleteCustomerUser(As(admin_).get(), remove, &empty)
+          .ok());
+  StartAccess({});
+  // The outbox retries with backoff (at most seconds here); bounded wait.
+  bool revoked = false;
+  for (int i = 0; i < 100 && !revoked; ++i) {
+    revoked = !Allowed("sam", "customers/solo", "portal.login");
+    if (!revoked) absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(revoked);
+}
+
 TEST_F(AccessServiceTest, BatchCheckKeepsOrderWithAStatusPerBadItem) {
   CreateSite("acme");
   Join("joan", "acme", v1::SITE_ROLE_VIEW_ONLY);
