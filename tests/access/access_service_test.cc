@@ -24,6 +24,7 @@
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 #include "gtest/gtest.h"
+#include "tests/support/redis_server.h"
 #include "tests/support/service_process.h"
 
 namespace custos::access {
@@ -34,6 +35,7 @@ namespace cv1 = ::custos::customers::v1;
 using ::custos::testing::FreePort;
 using ::custos::testing::LoopbackChannel;
 using ::custos::testing::MakeTempDir;
+using ::custos::testing::RedisServer;
 using ::custos::testing::ServiceProcess;
 using ::testing::ElementsAre;
 using ::testing::UnorderedElementsAre;
@@ -75,53 +77,6 @@ std::string Token(const std::string& subject,
   return SignJwtHs256(claims, kSecret);
 }
 
-// A real redis-server on a loopback port, killed by the destructor.
-class RedisServer {
- public:
-  explicit RedisServer(int port) : port_(port) {}
-  ~RedisServer() { Kill(); }
-
-  void Start() {
-    pid_ = fork();
-    if (pid_ == 0) {
-      int null = open("/dev/null", O_WRONLY);
-      dup2(null, 1);
-      dup2(null, 2);
-      const std::string port = absl::StrCat(port_);
-      execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind",
-             "127.0.0.1", "--save", "", "--appendonly", "no", nullptr);
-      _exit(127);
-    }
-    // Ready when it accepts a connection.
-    for (int i = 0; i < 200; ++i) {
-      int fd = socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_port = htons(port_);
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      bool up =
-          connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-      close(fd);
-      if (up) return;
-      absl::SleepFor(absl::Milliseconds(25));
-    }
-    FAIL() << "redis-server did not start on port " << port_;
-  }
-
-  void Kill() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-
-  int port() const { return port_; }
-
- private:
-  int port_;
-  pid_t pid_ = -1;
-};
-
 class AccessServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -130,7 +85,7 @@ class AccessServiceTest : public ::testing::Test {
     ::custos::testing::WriteFile(dir_ + "/service-token",
                                  Token("access-service", {"service"}));
     redis_ = std::make_unique<RedisServer>(FreePort());
-    redis_->Start();
+    ASSERT_TRUE(redis_->Start());
     customers_port_ = FreePort();
     access_port_ = FreePort();
     customers_ = std::make_unique<ServiceProcess>(
@@ -958,7 +913,7 @@ TEST_F(AccessServiceTest, RedisKilledMidRunNeverYieldsAWrongAnswer) {
   int wrong = 0;
   for (int i = 0; i < 10000; ++i) {
     if (i == 3000) redis_->Kill();
-    if (i == 7000) redis_->Start();  // back, with its old port
+    if (i == 7000) ASSERT_TRUE(redis_->Start());  // back, same port
     const bool member = i % 2 == 0;
     v1::SiteMember updated;
     auto status = SetRole(
