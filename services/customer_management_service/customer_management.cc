@@ -12,6 +12,7 @@
 #include "common/audit_store.h"
 #include "common/grpc_status.h"
 #include "common/idempotency_store.h"
+#include "common/logic_helpers.h"
 #include "common/pagination.h"
 #include "common/resource_name.h"
 #include "common/status_macros.h"
@@ -35,54 +36,8 @@ enum class Standing {
   kPlatformAdmin,
 };
 
-constexpr size_t kMaxDisplayNameBytes = 200;
 constexpr size_t kMaxSites = 100;
 constexpr size_t kMaxProductCodeBytes = 64;
-
-std::string ToJson(const google::protobuf::Message& message) {
-  std::string json;
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
-  return json;
-}
-
-absl::Status Denied(absl::string_view action, absl::string_view resource) {
-  return absl::PermissionDeniedError(
-      absl::StrCat("the caller may not ", action, " ", resource));
-}
-
-absl::Status StaleEtag(absl::string_view resource) {
-  return WithReason(
-      absl::AbortedError(absl::StrCat(
-          resource,
-          " changed since it was read (etag mismatch); read it again")),
-      "STALE_ETAG");
-}
-
-bool HasControlCharacter(absl::string_view value) {
-  return std::any_of(value.begin(), value.end(), [](char c) {
-    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
-  });
-}
-
-absl::Status ValidateDisplayName(absl::string_view field,
-                                 absl::string_view value, bool required) {
-  if (value.empty()) {
-    return required ? InvalidField(field, "is required") : absl::OkStatus();
-  }
-  if (value.size() > kMaxDisplayNameBytes) {
-    return InvalidField(field, absl::StrCat("must be at most ",
-                                            kMaxDisplayNameBytes, " bytes"));
-  }
-  if (HasControlCharacter(value)) {
-    return InvalidField(field, "must not contain control characters");
-  }
-  if (absl::StripAsciiWhitespace(value) != value) {
-    return InvalidField(field, "must not start or end with whitespace");
-  }
-  return absl::OkStatus();
-}
 
 absl::Status ValidateEmail(absl::string_view field, absl::string_view value) {
   if (value.empty()) return absl::OkStatus();
@@ -92,25 +47,6 @@ absl::Status ValidateEmail(absl::string_view field, absl::string_view value) {
             !HasControlCharacter(value) && value.find(' ') == value.npos;
   return ok ? absl::OkStatus()
             : InvalidField(field, "must be an e-mail address like a@b.example");
-}
-
-absl::Status ValidateRequestId(absl::string_view value) {
-  if (value.empty()) return absl::OkStatus();
-  if (value.size() > 128) {
-    return InvalidField("request_id", "must be at most 128 characters");
-  }
-  for (char c : value) {
-    if (c < 0x21 || c > 0x7e) {
-      return InvalidField("request_id",
-                          "must be printable ASCII without spaces");
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateUserId(absl::string_view field, absl::string_view value) {
-  if (value.empty()) return InvalidField(field, "is required");
-  return ValidateResourceId(value, field, /*optional=*/false);
 }
 
 // R3: a customer without a partner is managed by itself and hears
@@ -198,30 +134,6 @@ absl::StatusOr<v1::Customer> LoadCustomer(SqliteConnection& db,
 // Parses an etag this service issued.
 bool EtagMatches(absl::string_view etag, int64_t version) {
   return etag == absl::StrCat(version);
-}
-
-// Runs the request_id replay check inside a create's transaction. Returns
-// true and fills `response` when this request was already answered.
-template <typename Response>
-absl::StatusOr<bool> Replayed(SqliteConnection& db, const IdempotencyKey& key,
-                              const std::string& fingerprint,
-                              Response* response) {
-  if (key.request_id.empty()) return false;
-  ASSIGN_OR_RETURN(std::optional<std::string> stored,
-                   FindReplay(db, key, fingerprint));
-  if (!stored) return false;
-  if (!response->ParseFromString(*stored)) {
-    return absl::InternalError("stored response for request_id is corrupt");
-  }
-  return true;
-}
-
-absl::Status Remember(SqliteConnection& db, const IdempotencyKey& key,
-                      const std::string& fingerprint,
-                      const google::protobuf::Message& response,
-                      absl::Time now) {
-  if (key.request_id.empty()) return absl::OkStatus();
-  return RecordResponse(db, key, fingerprint, response, now);
 }
 
 // Resolves `account_manager` against the customer's partner: it must name an
@@ -371,32 +283,6 @@ absl::StatusOr<std::vector<T>> ReadAll(List list) {
   }
 }
 
-std::string LastSegment(const std::string& name) {
-  return name.substr(name.rfind('/') + 1);
-}
-
-// Shared by the three id-keyed listings: decodes the token, asks for one
-// extra row to know whether another page exists, encodes the next token.
-template <typename T, typename List, typename Add>
-absl::StatusOr<std::string> ListPage(absl::string_view query, int page_size,
-                                     const std::string& page_token, List list,
-                                     Add add) {
-  std::string after;
-  if (!page_token.empty()) {
-    ASSIGN_OR_RETURN(std::vector<std::string> key,
-                     DecodePageToken(page_token, query, 1));
-    after = key[0];
-  }
-  ASSIGN_OR_RETURN(std::vector<T> rows, list(after, page_size + 1));
-  std::string next;
-  if (static_cast<int>(rows.size()) > page_size) {
-    rows.resize(page_size);
-    next = EncodePageToken(query, {LastSegment(rows.back().name())});
-  }
-  for (T& row : rows) add(std::move(row));
-  return next;
-}
-
 }  // namespace
 
 constexpr char kNotifyCustomerChanged[] =
@@ -472,7 +358,7 @@ absl::StatusOr<v1::Partner> CustomerManagement::CreatePartner(
     result = *created;
     RETURN_IF_ERROR(AppendAuditEvent(
         db, {call.principal.subject, "CreatePartner", result.name(), "",
-             ToJson(result), now, call.request_id}));
+             ToAuditJson(result), now, call.request_id}));
     return Remember(db, key, fingerprint, result, now);
   }));
   return result;
@@ -558,7 +444,7 @@ absl::StatusOr<v1::PartnerUser> CustomerManagement::CreatePartnerUser(
     result = *created;
     RETURN_IF_ERROR(AppendAuditEvent(
         db, {call.principal.subject, "CreatePartnerUser", result.name(), "",
-             ToJson(result), now, call.request_id}));
+             ToAuditJson(result), now, call.request_id}));
     return Remember(db, key, fingerprint, result, now);
   }));
   DeliverAnnouncements();
@@ -630,7 +516,7 @@ absl::StatusOr<google::protobuf::Empty> CustomerManagement::DeletePartnerUser(
     RETURN_IF_ERROR(AnnouncePartner(db, ids[0], now));
     return AppendAuditEvent(
         db, {call.principal.subject, "DeletePartnerUser", request.name(),
-             ToJson(*user), "", now, call.request_id});
+             ToAuditJson(*user), "", now, call.request_id});
   }));
   DeliverAnnouncements();
   return google::protobuf::Empty();
@@ -712,7 +598,7 @@ absl::StatusOr<v1::Customer> CustomerManagement::CreateCustomer(
     result = *created;
     RETURN_IF_ERROR(AppendAuditEvent(
         db, {call.principal.subject, "CreateCustomer", result.name(), "",
-             ToJson(result), now, call.request_id}));
+             ToAuditJson(result), now, call.request_id}));
     return Remember(db, key, fingerprint, result, now);
   }));
   DeliverAnnouncements();
@@ -761,8 +647,8 @@ absl::StatusOr<v1::ListCustomersResponse> CustomerManagement::ListCustomers(
     if (static_cast<int>(rows.size()) > page_size) {
       rows.resize(page_size);
       response.set_next_page_token(EncodePageToken(
-          query,
-          {rows.back().display_name(), LastSegment(rows.back().name())}));
+          query, {rows.back().display_name(),
+                  std::string(LastSegment(rows.back().name()))}));
     }
     for (auto& row : rows) *response.add_customers() = std::move(row);
     return absl::OkStatus();
@@ -827,7 +713,7 @@ absl::StatusOr<v1::Customer> CustomerManagement::UpdateCustomer(
     result = *stored;
     return AppendAuditEvent(
         db, {call.principal.subject, "UpdateCustomer", result.name(),
-             ToJson(current), ToJson(result), now, call.request_id});
+             ToAuditJson(current), ToAuditJson(result), now, call.request_id});
   }));
   DeliverAnnouncements();
   return result;
@@ -850,7 +736,7 @@ absl::StatusOr<google::protobuf::Empty> CustomerManagement::DeleteCustomer(
     RETURN_IF_ERROR(AnnounceCustomer(db, ids[0], true, now));
     return AppendAuditEvent(
         db, {call.principal.subject, "DeleteCustomer", current.name(),
-             ToJson(current), "", now, call.request_id});
+             ToAuditJson(current), "", now, call.request_id});
   }));
   DeliverAnnouncements();
   return google::protobuf::Empty();
@@ -900,7 +786,7 @@ absl::StatusOr<v1::Customer> CustomerManagement::SetManagementSettings(
     result = *stored;
     return AppendAuditEvent(
         db, {call.principal.subject, "SetManagementSettings", result.name(),
-             ToJson(current), ToJson(result), now, call.request_id});
+             ToAuditJson(current), ToAuditJson(result), now, call.request_id});
   }));
   DeliverAnnouncements();
   return result;
@@ -1019,7 +905,7 @@ absl::StatusOr<v1::Product> CustomerManagement::CreateProduct(
     result = *created;
     RETURN_IF_ERROR(AppendAuditEvent(
         db, {call.principal.subject, "CreateProduct", result.name(), "",
-             ToJson(result), now, call.request_id}));
+             ToAuditJson(result), now, call.request_id}));
     return Remember(db, key, fingerprint, result, now);
   }));
   return result;
@@ -1118,7 +1004,7 @@ absl::StatusOr<v1::Product> CustomerManagement::UpdateProduct(
     result = *stored;
     return AppendAuditEvent(
         db, {call.principal.subject, "UpdateProduct", result.name(),
-             ToJson(*current), ToJson(result), now, call.request_id});
+             ToAuditJson(*current), ToAuditJson(result), now, call.request_id});
   }));
   return result;
 }
@@ -1161,7 +1047,7 @@ absl::StatusOr<v1::CustomerUser> CustomerManagement::CreateCustomerUser(
     result = *created;
     RETURN_IF_ERROR(AppendAuditEvent(
         db, {call.principal.subject, "CreateCustomerUser", result.name(), "",
-             ToJson(result), now, call.request_id}));
+             ToAuditJson(result), now, call.request_id}));
     return Remember(db, key, fingerprint, result, now);
   }));
   DeliverAnnouncements();
@@ -1216,7 +1102,7 @@ absl::StatusOr<google::protobuf::Empty> CustomerManagement::DeleteCustomerUser(
     RETURN_IF_ERROR(AnnounceCustomer(db, ids[0], false, now));
     return AppendAuditEvent(
         db, {call.principal.subject, "DeleteCustomerUser", request.name(),
-             ToJson(*user), "", now, call.request_id});
+             ToAuditJson(*user), "", now, call.request_id});
   }));
   DeliverAnnouncements();
   return google::protobuf::Empty();
