@@ -12,6 +12,7 @@
 #include "custos/access/v1/access_service.pb.h"
 #include "custos/common/v1/audit.pb.h"
 #include "custos/customers/v1/customers_service.pb.h"
+#include "custos/notifications/v1/notifications_service.pb.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
@@ -37,6 +38,7 @@ const std::vector<const protobuf::FileDescriptor*>& LinkedContractFiles() {
   static const auto* const kFiles =
       new std::vector<const protobuf::FileDescriptor*>{
           custos::access::v1::Site::descriptor()->file(),
+          custos::notifications::v1::Alert::descriptor()->file(),
           custos::customers::v1::Customer::descriptor()->file(),
           custos::common::v1::AuditEvent::descriptor()->file(),
           google::rpc::Status::descriptor()->file(),

@@ -1,0 +1,358 @@
+#include "services/notification_service/notification_logic.h"
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/audit_store.h"
+#include "common/auth.h"
+#include "common/grpc_status.h"
+#include "common/idempotency_store.h"
+#include "common/logic_helpers.h"
+#include "common/pagination.h"
+#include "common/resource_name.h"
+#include "common/status_macros.h"
+#include "google/protobuf/util/time_util.h"
+#include "services/notification_service/notification_store.h"
+
+namespace custos::notifications {
+namespace {
+
+using custos::common::v1::ListAuditEventsRequest;
+using custos::common::v1::ListAuditEventsResponse;
+using google::protobuf::util::TimeUtil;
+
+constexpr size_t kMaxBodyBytes = 10000;
+
+bool IsStaff(const Principal& principal) {
+  return principal.HasRole(kRoleCustomerCare) ||
+         principal.HasRole(kRolePlatformAdmin) ||
+         principal.HasRole(kRoleService);
+}
+
+bool MayPublish(const Principal& principal) {
+  return principal.HasRole(kRoleService) ||
+         principal.HasRole(kRolePlatformAdmin);
+}
+
+absl::Status ValidateCategory(absl::string_view field, v1::Category category) {
+  if (category == v1::CATEGORY_UNSPECIFIED || !v1::Category_IsValid(category)) {
+    return InvalidField(field, "must be a CATEGORY_* value");
+  }
+  return absl::OkStatus();
+}
+
+// `users/{u}` → u; only the user or staff may act on it.
+absl::StatusOr<std::string> OwnUser(const CallContext& call,
+                                    absl::string_view name,
+                                    absl::string_view pattern,
+                                    absl::string_view field, bool staff_may) {
+  ASSIGN_OR_RETURN(auto ids, ParseResourceName(name, pattern, field));
+  if (ids[0] != call.principal.subject &&
+      !(staff_may && IsStaff(call.principal))) {
+    return Denied("use", name);
+  }
+  return ids[0];
+}
+
+std::string UserOf(absl::string_view member_name) {
+  return std::string(LastSegment(member_name));
+}
+
+}  // namespace
+
+NotificationLogic::NotificationLogic(SqliteDatabase* db, RoutingSource* routing,
+                                     const Clock* clock, IdGenerator* ids,
+                                     NotificationLogicOptions options)
+    : db_(db),
+      routing_(routing),
+      clock_(clock),
+      ids_(ids),
+      options_(std::move(options)) {}
+
+bool NotificationLogic::IsMandatory(v1::Category category) const {
+  return std::find(options_.mandatory_categories.begin(),
+                   options_.mandatory_categories.end(),
+                   category) != options_.mandatory_categories.end();
+}
+
+absl::StatusOr<v1::PreviewRoutingResponse> NotificationLogic::Route(
+    SqliteConnection& db, const customers::v1::CommunicationRouting& routing,
+    v1::Category category) {
+  v1::PreviewRoutingResponse result;
+  const bool shared =
+      routing.communications() == customers::v1::COMMUNICATIONS_SHARED;
+  result.set_communications(
+      customers::v1::Communications_Name(routing.communications()));
+  result.set_partner(routing.partner());
+  absl::flat_hash_set<std::string> seen;
+  // Adds `user` as a recipient unless it muted the category.
+  auto consider = [&](const std::string& user,
+                      std::string why) -> absl::Status {
+    if (!seen.insert(user).second) return absl::OkStatus();
+    ASSIGN_OR_RETURN(auto muted, NotificationStore::MutedCategories(db, user));
+    if (muted.contains(category) && !IsMandatory(category)) {
+      auto* excluded = result.add_excluded();
+      excluded->set_user(absl::StrCat("users/", user));
+      excluded->set_reason(v1::EXCLUSION_REASON_MUTED_CATEGORY);
+      excluded->set_explanation(
+          absl::StrCat("muted ", v1::Category_Name(category), " (", why, ")"));
+      return absl::OkStatus();
+    }
+    auto* recipient = result.add_recipients();
+    recipient->set_user(absl::StrCat("users/", user));
+    recipient->set_reason(std::move(why));
+    return absl::OkStatus();
+  };
+  // R2/R10: the account manager hears the customer's alerts whenever a
+  // partner is linked.
+  if (!routing.partner().empty() && !routing.account_manager().empty()) {
+    RETURN_IF_ERROR(
+        consider(UserOf(routing.account_manager()),
+                 absl::StrCat("account manager of ", routing.partner())));
+  }
+  for (const std::string& member : routing.customer_users()) {
+    const std::string user = UserOf(member);
+    if (shared) {
+      RETURN_IF_ERROR(
+          consider(user, routing.partner().empty()
+                             ? "customer user; the customer has no partner (R3)"
+                             : "customer user; SHARED communications (R2)"));
+    } else if (seen.insert(user).second) {
+      auto* excluded = result.add_excluded();
+      excluded->set_user(absl::StrCat("users/", user));
+      excluded->set_reason(v1::EXCLUSION_REASON_PARTNER_ONLY_COMMUNICATIONS);
+      excluded->set_explanation(
+          absl::StrCat("customer user; ", routing.partner(),
+                       " manages all communications (PARTNER_ONLY, R2)"));
+    }
+  }
+  return result;
+}
+
+absl::StatusOr<v1::Alert> NotificationLogic::PublishAlert(
+    const CallContext& call, const v1::PublishAlertRequest& request) {
+  if (!MayPublish(call.principal)) return Denied("publish", "alerts");
+  ASSIGN_OR_RETURN(auto customer, ParseResourceName(request.customer(),
+                                                    "customers/*", "customer"));
+  RETURN_IF_ERROR(ValidateCategory("category", request.category()));
+  if (request.severity() == v1::SEVERITY_UNSPECIFIED ||
+      !v1::Severity_IsValid(request.severity())) {
+    return InvalidField("severity", "must be a SEVERITY_* value");
+  }
+  RETURN_IF_ERROR(ValidateDisplayName("title", request.title(), true));
+  if (request.body().size() > kMaxBodyBytes) {
+    return InvalidField(
+        "body", absl::StrCat("must be at most ", kMaxBodyBytes, " bytes"));
+  }
+  RETURN_IF_ERROR(ValidateRequestId(request.request_id()));
+  const IdempotencyKey key{call.principal.subject, "PublishAlert",
+                           request.request_id()};
+  const std::string fingerprint = RequestFingerprint(request);
+  // Asked before the transaction: a peer call never holds the write lock.
+  ASSIGN_OR_RETURN(customers::v1::CommunicationRouting routing,
+                   routing_->Get(customer[0]));
+  v1::Alert result;
+  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(bool replayed, Replayed(db, key, fingerprint, &result));
+    if (replayed) return absl::OkStatus();
+    ASSIGN_OR_RETURN(v1::PreviewRoutingResponse route,
+                     Route(db, routing, request.category()));
+    std::vector<std::string> users;
+    for (const auto& recipient : route.recipients()) {
+      users.push_back(UserOf(recipient.user()));
+    }
+    const absl::Time now = clock_->Now();
+    const std::string alert_id = ids_->NewId();
+    v1::Alert alert;
+    alert.set_name(absl::StrCat("alerts/", alert_id));
+    alert.set_customer(request.customer());
+    alert.set_category(request.category());
+    alert.set_severity(request.severity());
+    alert.set_title(request.title());
+    alert.set_body(request.body());
+    alert.set_recipient_count(static_cast<int64_t>(users.size()));
+    *alert.mutable_create_time() =
+        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now));
+    // The alert and its whole fan-out commit together, or not at all.
+    RETURN_IF_ERROR(NotificationStore::InsertAlert(db, alert_id, alert, now));
+    RETURN_IF_ERROR(
+        NotificationStore::Deliver(db, alert_id, users, now).status());
+    result = alert;
+    RETURN_IF_ERROR(AppendAuditEvent(
+        db, {call.principal.subject, "PublishAlert", result.name(), "",
+             ToAuditJson(result), now, call.request_id}));
+    return Remember(db, key, fingerprint, result, now);
+  }));
+  return result;
+}
+
+absl::StatusOr<v1::PreviewRoutingResponse> NotificationLogic::PreviewRouting(
+    const CallContext& call, const v1::PreviewRoutingRequest& request) {
+  if (!IsStaff(call.principal)) return Denied("preview", "routing");
+  ASSIGN_OR_RETURN(auto customer, ParseResourceName(request.customer(),
+                                                    "customers/*", "customer"));
+  RETURN_IF_ERROR(ValidateCategory("category", request.category()));
+  ASSIGN_OR_RETURN(customers::v1::CommunicationRouting routing,
+                   routing_->Get(customer[0]));
+  v1::PreviewRoutingResponse result;
+  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(result, Route(db, routing, request.category()));
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+absl::StatusOr<v1::ListNotificationsResponse>
+NotificationLogic::ListNotifications(
+    const CallContext& call, const v1::ListNotificationsRequest& request) {
+  ASSIGN_OR_RETURN(std::string user,
+                   OwnUser(call, request.parent(), "users/*", "parent", true));
+  ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size()));
+  const std::string query =
+      absl::StrCat("inbox:", user, ":", request.unread_only());
+  std::optional<std::pair<int64_t, std::string>> before;
+  if (!request.page_token().empty()) {
+    ASSIGN_OR_RETURN(auto key, DecodePageToken(request.page_token(), query, 2));
+    int64_t micros = 0;
+    if (!absl::SimpleAtoi(key[0], &micros)) {
+      return InvalidField("page_token", "is malformed");
+    }
+    before.emplace(micros, key[1]);
+  }
+  std::vector<v1::Notification> rows;
+  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(
+        rows, NotificationStore::ListInbox(db, user, request.unread_only(),
+                                           before, page_size + 1));
+    return absl::OkStatus();
+  }));
+  v1::ListNotificationsResponse response;
+  if (static_cast<int>(rows.size()) > page_size) {
+    rows.resize(page_size);
+    const v1::Notification& last = rows.back();
+    response.set_next_page_token(EncodePageToken(
+        query,
+        {absl::StrCat(TimeUtil::TimestampToMicroseconds(last.create_time())),
+         std::string(LastSegment(last.name()))}));
+  }
+  for (v1::Notification& row : rows) {
+    *response.add_notifications() = std::move(row);
+  }
+  return response;
+}
+
+absl::StatusOr<v1::MarkNotificationsReadResponse>
+NotificationLogic::MarkNotificationsRead(
+    const CallContext& call, const v1::MarkNotificationsReadRequest& request) {
+  ASSIGN_OR_RETURN(std::string user,
+                   OwnUser(call, request.parent(), "users/*", "parent", false));
+  if (request.all() == !request.names().empty()) {
+    return InvalidField("names", "give the notifications to mark, or all");
+  }
+  std::vector<std::string> alert_ids;
+  for (const std::string& name : request.names()) {
+    auto ids = ParseResourceName(name, "users/*/notifications/*", "names");
+    if (!ids.ok() || (*ids)[0] != user) {
+      return InvalidField(
+          "names", absl::StrCat("\"", name, "\" is not a notification of ",
+                                request.parent()));
+    }
+    alert_ids.push_back((*ids)[1]);
+  }
+  v1::MarkNotificationsReadResponse response;
+  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(int64_t marked,
+                     NotificationStore::MarkRead(db, user, alert_ids));
+    response.set_marked(marked);
+    return absl::OkStatus();
+  }));
+  return response;
+}
+
+absl::StatusOr<v1::NotificationPreferences>
+NotificationLogic::GetNotificationPreferences(
+    const CallContext& call,
+    const v1::GetNotificationPreferencesRequest& request) {
+  ASSIGN_OR_RETURN(std::string user,
+                   OwnUser(call, request.name(),
+                           "users/*/notificationPreferences", "name", true));
+  v1::NotificationPreferences preferences;
+  preferences.set_name(request.name());
+  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(auto muted, NotificationStore::MutedCategories(db, user));
+    std::vector<int> sorted(muted.begin(), muted.end());
+    std::sort(sorted.begin(), sorted.end());
+    for (int category : sorted) {
+      preferences.add_muted_categories(static_cast<v1::Category>(category));
+    }
+    return absl::OkStatus();
+  }));
+  for (v1::Category category : options_.mandatory_categories) {
+    preferences.add_mandatory_categories(category);
+  }
+  return preferences;
+}
+
+absl::StatusOr<v1::NotificationPreferences>
+NotificationLogic::UpdateNotificationPreferences(
+    const CallContext& call,
+    const v1::UpdateNotificationPreferencesRequest& request) {
+  const v1::NotificationPreferences& wanted =
+      request.notification_preferences();
+  ASSIGN_OR_RETURN(
+      std::string user,
+      OwnUser(call, wanted.name(), "users/*/notificationPreferences",
+              "notification_preferences.name", false));
+  if (request.update_mask().paths_size() != 1 ||
+      request.update_mask().paths(0) != "muted_categories") {
+    return InvalidField("update_mask", "must be exactly \"muted_categories\"");
+  }
+  std::vector<int> categories;
+  for (int category : wanted.muted_categories()) {
+    const auto value = static_cast<v1::Category>(category);
+    RETURN_IF_ERROR(
+        ValidateCategory("notification_preferences.muted_categories", value));
+    if (IsMandatory(value)) {
+      return WithReason(
+          InvalidField("notification_preferences.muted_categories",
+                       absl::StrCat(v1::Category_Name(value),
+                                    " is mandatory and cannot be muted")),
+          "MANDATORY_CATEGORY");
+    }
+    categories.push_back(category);
+  }
+  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(auto before, NotificationStore::MutedCategories(db, user));
+    RETURN_IF_ERROR(
+        NotificationStore::SetMutedCategories(db, user, categories));
+    return AppendAuditEvent(
+        db, {call.principal.subject, "UpdateNotificationPreferences",
+             wanted.name(), absl::StrCat("{\"muted\":", before.size(), "}"),
+             ToAuditJson(wanted), clock_->Now(), call.request_id});
+  }));
+  v1::GetNotificationPreferencesRequest get;
+  get.set_name(wanted.name());
+  return GetNotificationPreferences(call, get);
+}
+
+absl::StatusOr<ListAuditEventsResponse> NotificationLogic::ListAuditEvents(
+    const CallContext& call, const ListAuditEventsRequest& request) {
+  if (!IsStaff(call.principal)) return Denied("read", "the audit log");
+  ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size()));
+  if (!ParseResourceName(request.parent(), "alerts/*", "parent").ok() &&
+      !ParseResourceName(request.parent(), "users/*", "parent").ok() &&
+      !ParseResourceName(request.parent(), "users/*/notificationPreferences",
+                         "parent")
+           .ok()) {
+    return InvalidField("parent",
+                        "must be alerts/{alert} or users/{user} (or below)");
+  }
+  return custos::ListAuditEvents(*db_, request.parent(), page_size,
+                                 request.page_token());
+}
+
+}  // namespace custos::notifications

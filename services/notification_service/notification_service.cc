@@ -1,0 +1,103 @@
+#include "services/notification_service/notification_service.h"
+
+#include "common/status_macros.h"
+
+namespace custos::notifications {
+
+grpc::ServerUnaryReactor* NotificationService::PublishAlert(
+    grpc::CallbackServerContext* context,
+    const v1::PublishAlertRequest* request, v1::Alert* response) {
+  return runner_.Unary(
+      context, "PublishAlert", request, response,
+      [this](const CallContext& call, const v1::PublishAlertRequest& req,
+             v1::Alert* resp) -> absl::Status {
+        ASSIGN_OR_RETURN(*resp, logic_->PublishAlert(call, req));
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* NotificationService::PreviewRouting(
+    grpc::CallbackServerContext* context,
+    const v1::PreviewRoutingRequest* request,
+    v1::PreviewRoutingResponse* response) {
+  return runner_.Unary(
+      context, "PreviewRouting", request, response,
+      [this](const CallContext& call, const v1::PreviewRoutingRequest& req,
+             v1::PreviewRoutingResponse* resp) -> absl::Status {
+        ASSIGN_OR_RETURN(*resp, logic_->PreviewRouting(call, req));
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* NotificationService::ListNotifications(
+    grpc::CallbackServerContext* context,
+    const v1::ListNotificationsRequest* request,
+    v1::ListNotificationsResponse* response) {
+  return runner_.UnaryRead(
+      context, "ListNotifications", request, response,
+      [this](const CallContext& call, const v1::ListNotificationsRequest& req,
+             v1::ListNotificationsResponse* resp) -> absl::Status {
+        ASSIGN_OR_RETURN(*resp, logic_->ListNotifications(call, req));
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* NotificationService::MarkNotificationsRead(
+    grpc::CallbackServerContext* context,
+    const v1::MarkNotificationsReadRequest* request,
+    v1::MarkNotificationsReadResponse* response) {
+  return runner_.Unary(
+      context, "MarkNotificationsRead", request, response,
+      [this](const CallContext& call,
+             const v1::MarkNotificationsReadRequest& req,
+             v1::MarkNotificationsReadResponse* resp) -> absl::Status {
+        ASSIGN_OR_RETURN(*resp, logic_->MarkNotificationsRead(call, req));
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* NotificationService::GetNotificationPreferences(
+    grpc::CallbackServerContext* context,
+    const v1::GetNotificationPreferencesRequest* request,
+    v1::NotificationPreferences* response) {
+  return runner_.UnaryRead(
+      context, "GetNotificationPreferences", request, response,
+      [this](const CallContext& call,
+             const v1::GetNotificationPreferencesRequest& req,
+             v1::NotificationPreferences* resp) -> absl::Status {
+        ASSIGN_OR_RETURN(*resp, logic_->GetNotificationPreferences(call, req));
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* NotificationService::UpdateNotificationPreferences(
+    grpc::CallbackServerContext* context,
+    const v1::UpdateNotificationPreferencesRequest* request,
+    v1::NotificationPreferences* response) {
+  return runner_.Unary(
+      context, "UpdateNotificationPreferences", request, response,
+      [this](const CallContext& call,
+             const v1::UpdateNotificationPreferencesRequest& req,
+             v1::NotificationPreferences* resp) -> absl::Status {
+        ASSIGN_OR_RETURN(*resp,
+                         logic_->UpdateNotificationPreferences(call, req));
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* NotificationService::ListAuditEvents(
+    grpc::CallbackServerContext* context,
+    const custos::common::v1::ListAuditEventsRequest* request,
+    custos::common::v1::ListAuditEventsResponse* response) {
+  return runner_.UnaryRead(
+      context, "ListAuditEvents", request, response,
+      [this](
+          const CallContext& call,
+          const custos::common::v1::ListAuditEventsRequest& req,
+          custos::common::v1::ListAuditEventsResponse* resp) -> absl::Status {
+        ASSIGN_OR_RETURN(*resp, logic_->ListAuditEvents(call, req));
+        return absl::OkStatus();
+      });
+}
+
+}  // namespace custos::notifications

@@ -1,0 +1,57 @@
+#ifndef CUSTOS_SERVICES_NOTIFICATION_SERVICE_NOTIFICATION_SERVICE_H_
+#define CUSTOS_SERVICES_NOTIFICATION_SERVICE_NOTIFICATION_SERVICE_H_
+
+#include "common/rpc.h"
+#include "custos/notifications/v1/notifications_service.grpc.pb.h"
+#include "services/notification_service/notification_logic.h"
+
+namespace custos::notifications {
+
+// gRPC edge of custos.notifications.v1.NotificationService: authenticates,
+// runs NotificationLogic and maps its status. Calls that ask
+// CustomerManagementService or write run on the executor; inbox and
+// preference reads (SQLite WAL reads) run inline. Thread-safe.
+class NotificationService final
+    : public v1::NotificationService::CallbackService {
+ public:
+  // REQUIRES: all outlive the service.
+  NotificationService(NotificationLogic* logic, const JwtVerifier* verifier,
+                      Executor* executor)
+      : logic_(logic), runner_(verifier, executor) {}
+
+  grpc::ServerUnaryReactor* PublishAlert(grpc::CallbackServerContext* context,
+                                         const v1::PublishAlertRequest* request,
+                                         v1::Alert* response) override;
+  grpc::ServerUnaryReactor* PreviewRouting(
+      grpc::CallbackServerContext* context,
+      const v1::PreviewRoutingRequest* request,
+      v1::PreviewRoutingResponse* response) override;
+  grpc::ServerUnaryReactor* ListNotifications(
+      grpc::CallbackServerContext* context,
+      const v1::ListNotificationsRequest* request,
+      v1::ListNotificationsResponse* response) override;
+  grpc::ServerUnaryReactor* MarkNotificationsRead(
+      grpc::CallbackServerContext* context,
+      const v1::MarkNotificationsReadRequest* request,
+      v1::MarkNotificationsReadResponse* response) override;
+  grpc::ServerUnaryReactor* GetNotificationPreferences(
+      grpc::CallbackServerContext* context,
+      const v1::GetNotificationPreferencesRequest* request,
+      v1::NotificationPreferences* response) override;
+  grpc::ServerUnaryReactor* UpdateNotificationPreferences(
+      grpc::CallbackServerContext* context,
+      const v1::UpdateNotificationPreferencesRequest* request,
+      v1::NotificationPreferences* response) override;
+  grpc::ServerUnaryReactor* ListAuditEvents(
+      grpc::CallbackServerContext* context,
+      const custos::common::v1::ListAuditEventsRequest* request,
+      custos::common::v1::ListAuditEventsResponse* response) override;
+
+ private:
+  NotificationLogic* logic_;
+  RpcRunner runner_;
+};
+
+}  // namespace custos::notifications
+
+#endif  // CUSTOS_SERVICES_NOTIFICATION_SERVICE_NOTIFICATION_SERVICE_H_

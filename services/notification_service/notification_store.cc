@@ -1,0 +1,188 @@
+#include "services/notification_service/notification_store.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/audit_store.h"
+#include "common/idempotency_store.h"
+#include "common/status_macros.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace custos::notifications {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+const std::vector<SqliteMigration>& Migrations() {
+  static const auto* migrations = new std::vector<SqliteMigration>{
+      {1, kAuditEventsSchema},
+      {2, kIdempotencyKeysSchema},
+      {3, R"sql(
+CREATE TABLE alerts (
+  id TEXT PRIMARY KEY,
+  customer_id TEXT NOT NULL,
+  category INTEGER NOT NULL,
+  severity INTEGER NOT NULL,
+  title TEXT NOT NULL,
+  body TEXT NOT NULL,
+  recipient_count INTEGER NOT NULL DEFAULT 0,
+  create_micros INTEGER NOT NULL
+);
+CREATE TABLE inbox (
+  user_id TEXT NOT NULL,
+  alert_id TEXT NOT NULL REFERENCES alerts(id),
+  read INTEGER NOT NULL DEFAULT 0,
+  create_micros INTEGER NOT NULL,
+  PRIMARY KEY (user_id, alert_id)
+);
+CREATE INDEX inbox_newest ON inbox(user_id, create_micros, alert_id);
+CREATE TABLE muted_categories (
+  user_id TEXT NOT NULL,
+  category INTEGER NOT NULL,
+  PRIMARY KEY (user_id, category)
+);
+)sql"},
+  };
+  return *migrations;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SqliteDatabase>> NotificationStore::Open(
+    const std::string& path) {
+  SqliteOptions options;
+  options.path = path;
+  return SqliteDatabase::Open(options, Migrations());
+}
+
+absl::Status NotificationStore::InsertAlert(SqliteConnection& db,
+                                            const std::string& alert_id,
+                                            const v1::Alert& alert,
+                                            absl::Time now) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement insert,
+      db.Prepare("INSERT INTO alerts(id, customer_id, category, severity, "
+                 "title, body, recipient_count, create_micros) VALUES (?, ?, "
+                 "?, ?, ?, ?, ?, ?)"));
+  absl::string_view customer = alert.customer();
+  absl::ConsumePrefix(&customer, "customers/");
+  return insert.Bind(1, alert_id)
+      .Bind(2, customer)
+      .Bind(3, static_cast<int64_t>(alert.category()))
+      .Bind(4, static_cast<int64_t>(alert.severity()))
+      .Bind(5, alert.title())
+      .Bind(6, alert.body())
+      .Bind(7, alert.recipient_count())
+      .Bind(8, absl::ToUnixMicros(now))
+      .Run();
+}
+
+absl::StatusOr<int64_t> NotificationStore::Deliver(
+    SqliteConnection& db, const std::string& alert_id,
+    const std::vector<std::string>& users, absl::Time now) {
+  ASSIGN_OR_RETURN(SqliteStatement insert,
+                   db.Prepare("INSERT OR IGNORE INTO inbox(user_id, alert_id, "
+                              "create_micros) VALUES (?, ?, ?)"));
+  int64_t delivered = 0;
+  for (const std::string& user : users) {
+    RETURN_IF_ERROR(insert.Bind(1, user)
+                        .Bind(2, alert_id)
+                        .Bind(3, absl::ToUnixMicros(now))
+                        .Run());
+    delivered += db.Changes();
+    insert.Reset();
+  }
+  return delivered;
+}
+
+absl::StatusOr<std::vector<v1::Notification>> NotificationStore::ListInbox(
+    SqliteConnection& db, const std::string& user_id, bool unread_only,
+    const std::optional<std::pair<int64_t, std::string>>& before, int limit) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement select,
+      db.Prepare("SELECT i.alert_id, a.customer_id, a.category, a.severity, "
+                 "a.title, a.body, i.read, i.create_micros FROM inbox i JOIN "
+                 "alerts a ON a.id = i.alert_id WHERE i.user_id = ?1 AND (?2 "
+                 "= 0 OR i.read = 0) AND (?3 IS NULL OR (i.create_micros, "
+                 "i.alert_id) < (?3, ?4)) ORDER BY i.create_micros DESC, "
+                 "i.alert_id DESC LIMIT ?5"));
+  select.Bind(1, user_id).Bind(2, unread_only ? 1 : 0);
+  if (before) {
+    select.Bind(3, before->first).Bind(4, before->second);
+  } else {
+    select.BindNull(3).BindNull(4);
+  }
+  select.Bind(5, limit);
+  std::vector<v1::Notification> rows;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) return rows;
+    v1::Notification n;
+    n.set_name(absl::StrCat("users/", user_id, "/notifications/",
+                            select.ColumnText(0)));
+    n.set_alert(absl::StrCat("alerts/", select.ColumnText(0)));
+    n.set_customer(absl::StrCat("customers/", select.ColumnText(1)));
+    n.set_category(static_cast<v1::Category>(select.ColumnInt64(2)));
+    n.set_severity(static_cast<v1::Severity>(select.ColumnInt64(3)));
+    n.set_title(select.ColumnText(4));
+    n.set_body(select.ColumnText(5));
+    n.set_read(select.ColumnInt64(6) != 0);
+    *n.mutable_create_time() =
+        TimeUtil::MicrosecondsToTimestamp(select.ColumnInt64(7));
+    rows.push_back(std::move(n));
+  }
+}
+
+absl::StatusOr<int64_t> NotificationStore::MarkRead(
+    SqliteConnection& db, const std::string& user_id,
+    const std::vector<std::string>& alert_ids) {
+  if (alert_ids.empty()) {
+    ASSIGN_OR_RETURN(SqliteStatement all,
+                     db.Prepare("UPDATE inbox SET read = 1 WHERE user_id = ? "
+                                "AND read = 0"));
+    RETURN_IF_ERROR(all.Bind(1, user_id).Run());
+    return db.Changes();
+  }
+  ASSIGN_OR_RETURN(SqliteStatement one,
+                   db.Prepare("UPDATE inbox SET read = 1 WHERE user_id = ? "
+                              "AND alert_id = ? AND read = 0"));
+  int64_t marked = 0;
+  for (const std::string& alert_id : alert_ids) {
+    RETURN_IF_ERROR(one.Bind(1, user_id).Bind(2, alert_id).Run());
+    marked += db.Changes();
+    one.Reset();
+  }
+  return marked;
+}
+
+absl::StatusOr<absl::flat_hash_set<int>> NotificationStore::MutedCategories(
+    SqliteConnection& db, const std::string& user_id) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement select,
+      db.Prepare("SELECT category FROM muted_categories WHERE user_id = ?"));
+  select.Bind(1, user_id);
+  absl::flat_hash_set<int> muted;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) return muted;
+    muted.insert(static_cast<int>(select.ColumnInt64(0)));
+  }
+}
+
+absl::Status NotificationStore::SetMutedCategories(
+    SqliteConnection& db, const std::string& user_id,
+    const std::vector<int>& categories) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement clear,
+      db.Prepare("DELETE FROM muted_categories WHERE user_id = ?"));
+  RETURN_IF_ERROR(clear.Bind(1, user_id).Run());
+  ASSIGN_OR_RETURN(SqliteStatement insert,
+                   db.Prepare("INSERT OR IGNORE INTO muted_categories("
+                              "user_id, category) VALUES (?, ?)"));
+  for (int category : categories) {
+    RETURN_IF_ERROR(insert.Bind(1, user_id).Bind(2, category).Run());
+    insert.Reset();
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace custos::notifications

@@ -1,0 +1,58 @@
+#ifndef CUSTOS_SERVICES_NOTIFICATION_SERVICE_NOTIFICATION_STORE_H_
+#define CUSTOS_SERVICES_NOTIFICATION_SERVICE_NOTIFICATION_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/sqlite.h"
+#include "custos/notifications/v1/notifications_service.pb.h"
+
+namespace custos::notifications {
+
+namespace v1 = ::custos::notifications::v1;
+
+// SQL for NotificationService's data. Every function runs inside the
+// caller's transaction. An inbox holds each alert at most once (primary key
+// user × alert), which makes every fan-out idempotent.
+class NotificationStore {
+ public:
+  static absl::StatusOr<std::unique_ptr<SqliteDatabase>> Open(
+      const std::string& path);
+
+  static absl::Status InsertAlert(SqliteConnection& db,
+                                  const std::string& alert_id,
+                                  const v1::Alert& alert, absl::Time now);
+  // Adds the alert to each user's inbox (once; repeats are ignored).
+  // Returns how many inboxes gained it.
+  static absl::StatusOr<int64_t> Deliver(SqliteConnection& db,
+                                         const std::string& alert_id,
+                                         const std::vector<std::string>& users,
+                                         absl::Time now);
+
+  // Newest first, before (create time, alert id) when given.
+  static absl::StatusOr<std::vector<v1::Notification>> ListInbox(
+      SqliteConnection& db, const std::string& user_id, bool unread_only,
+      const std::optional<std::pair<int64_t, std::string>>& before, int limit);
+  // Returns how many changed from unread to read; every one when
+  // `alert_ids` is empty.
+  static absl::StatusOr<int64_t> MarkRead(
+      SqliteConnection& db, const std::string& user_id,
+      const std::vector<std::string>& alert_ids);
+
+  static absl::StatusOr<absl::flat_hash_set<int>> MutedCategories(
+      SqliteConnection& db, const std::string& user_id);
+  static absl::Status SetMutedCategories(SqliteConnection& db,
+                                         const std::string& user_id,
+                                         const std::vector<int>& categories);
+};
+
+}  // namespace custos::notifications
+
+#endif  // CUSTOS_SERVICES_NOTIFICATION_SERVICE_NOTIFICATION_STORE_H_

@@ -1,0 +1,418 @@
+// Integration tests of notification_service with the real
+// customer_management_service on loopback. Test names carry the DESIGN rule
+// they check.
+#include <signal.h>
+
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/auth.h"
+#include "custos/customers/v1/customers_service.grpc.pb.h"
+#include "custos/notifications/v1/notifications_service.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
+#include "gtest/gtest.h"
+#include "tests/support/service_process.h"
+
+namespace custos::notifications {
+namespace {
+
+namespace v1 = ::custos::notifications::v1;
+namespace cv1 = ::custos::customers::v1;
+using ::custos::testing::FreePort;
+using ::custos::testing::LoopbackChannel;
+using ::custos::testing::MakeTempDir;
+using ::custos::testing::ServiceProcess;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAre;
+
+constexpr char kSecret[] = "notification-integration-secret-012345";
+
+std::string Token(const std::string& subject,
+                  std::vector<std::string> roles = {}) {
+  JwtClaims claims;
+  claims.subject = subject;
+  claims.roles = std::move(roles);
+  claims.issued_at = absl::Now();
+  claims.expires_at = absl::Now() + absl::Hours(1);
+  return SignJwtHs256(claims, kSecret);
+}
+
+std::string FieldOf(const grpc::Status& status) {
+  google::rpc::Status details;
+  details.ParseFromString(status.error_details());
+  for (const auto& any : details.details()) {
+    google::rpc::BadRequest bad_request;
+    if (any.UnpackTo(&bad_request) && bad_request.field_violations_size() > 0) {
+      return bad_request.field_violations(0).field();
+    }
+  }
+  return "";
+}
+
+std::string ReasonOf(const grpc::Status& status) {
+  google::rpc::Status details;
+  details.ParseFromString(status.error_details());
+  for (const auto& any : details.details()) {
+    google::rpc::ErrorInfo info;
+    if (any.UnpackTo(&info)) return info.reason();
+  }
+  return "";
+}
+
+class NotificationServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir();
+    ::custos::testing::WriteFile(dir_ + "/secret", kSecret);
+    ::custos::testing::WriteFile(dir_ + "/service-token",
+                                 Token("notifications", {"service"}));
+    customers_port_ = FreePort();
+    customers_ = std::make_unique<ServiceProcess>(
+        "services/customer_management_service/customer_management_service",
+        std::vector<std::string>{
+            absl::StrCat("--listen=127.0.0.1:", customers_port_),
+            absl::StrCat("--database=sqlite:", dir_, "/customers.db"),
+            absl::StrCat("--jwt_hs256_secret_file=", dir_, "/secret")});
+    ASSERT_TRUE(
+        customers_->Start(absl::StrCat("127.0.0.1:", customers_port_)).ok());
+    port_ = FreePort();
+    notifications_ = std::make_unique<ServiceProcess>(
+        "services/notification_service/notification_service",
+        std::vector<std::string>{
+            absl::StrCat("--listen=127.0.0.1:", port_),
+            absl::StrCat("--database=sqlite:", dir_, "/notifications.db"),
+            absl::StrCat("--jwt_hs256_secret_file=", dir_, "/secret"),
+            absl::StrCat("--customers_address=127.0.0.1:", customers_port_),
+            absl::StrCat("--service_token_file=", dir_, "/service-token")});
+    ASSERT_TRUE(notifications_->Start(absl::StrCat("127.0.0.1:", port_)).ok());
+    customers_stub_ = cv1::CustomerManagementService::NewStub(
+        LoopbackChannel(customers_port_));
+    stub_ = v1::NotificationService::NewStub(LoopbackChannel(port_));
+    admin_ = Token("root", {"platform_admin"});
+    pipeline_ = Token("alerting-pipeline", {"service"});
+    Seed();
+  }
+
+  std::unique_ptr<grpc::ClientContext> As(const std::string& token) {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->AddMetadata("authorization", "Bearer " + token);
+    context->set_deadline(std::chrono::system_clock::now() +
+                          std::chrono::seconds(20));
+    return context;
+  }
+
+  // Northwind (bill, sally) resells to acme (PARTNER_ONLY, account manager
+  // bill, user joan) and initech (SHARED, account manager sally, user
+  // peter); umbrella has no partner (user alice).
+  void Seed() {
+    cv1::CreatePartnerRequest partner;
+    partner.set_partner_id("northwind");
+    partner.mutable_partner()->set_display_name("Northwind");
+    cv1::Partner p;
+    ASSERT_TRUE(
+        customers_stub_->CreatePartner(As(admin_).get(), partner, &p).ok());
+    for (const char* user : {"bill", "sally"}) {
+      cv1::CreatePartnerUserRequest r;
+      r.set_parent("partners/northwind");
+      r.set_user_id(user);
+      r.mutable_partner_user()->set_role(cv1::PARTNER_ROLE_PARTNER_ADMIN);
+      cv1::PartnerUser out;
+      ASSERT_TRUE(
+          customers_stub_->CreatePartnerUser(As(admin_).get(), r, &out).ok());
+    }
+    Customer("acme", "northwind", cv1::COMMUNICATIONS_PARTNER_ONLY, "bill",
+             "joan");
+    Customer("initech", "northwind", cv1::COMMUNICATIONS_SHARED, "sally",
+             "peter");
+    Customer("umbrella", "", cv1::COMMUNICATIONS_SHARED, "", "alice");
+  }
+
+  void Customer(const std::string& id, const std::string& partner,
+                cv1::Communications communications, const std::string& manager,
+                const std::string& user) {
+    cv1::CreateCustomerRequest r;
+    r.set_customer_id(id);
+    r.mutable_customer()->set_display_name(id);
+    if (!partner.empty()) {
+      r.mutable_customer()->set_partner("partners/" + partner);
+      r.mutable_customer()->set_management_type(
+          cv1::MANAGEMENT_TYPE_CO_MANAGED);
+      r.mutable_customer()->set_communications(communications);
+      r.mutable_customer()->set_account_manager(
+          absl::StrCat("partners/", partner, "/users/", manager));
+    }
+    cv1::Customer out;
+    auto status = customers_stub_->CreateCustomer(As(admin_).get(), r, &out);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    cv1::CreateCustomerUserRequest u;
+    u.set_parent("customers/" + id);
+    u.set_user_id(user);
+    cv1::CustomerUser cu;
+    ASSERT_TRUE(
+        customers_stub_->CreateCustomerUser(As(admin_).get(), u, &cu).ok());
+  }
+
+  grpc::Status Publish(const std::string& customer, v1::Category category,
+                       v1::Alert* alert, const std::string& request_id = "") {
+    v1::PublishAlertRequest r;
+    r.set_customer("customers/" + customer);
+    r.set_category(category);
+    r.set_severity(v1::SEVERITY_WARNING);
+    r.set_title("Licence expires in 30 days");
+    r.set_body("Renew it from the partner console.");
+    r.set_request_id(request_id);
+    return stub_->PublishAlert(As(pipeline_).get(), r, alert);
+  }
+
+  // The alerts in `user`'s inbox, by alert name.
+  std::vector<std::string> Inbox(const std::string& user,
+                                 bool unread_only = false) {
+    v1::ListNotificationsRequest r;
+    r.set_parent("users/" + user);
+    r.set_unread_only(unread_only);
+    v1::ListNotificationsResponse response;
+    auto status = stub_->ListNotifications(As(Token(user)).get(), r, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    std::vector<std::string> alerts;
+    for (const auto& n : response.notifications()) alerts.push_back(n.alert());
+    return alerts;
+  }
+
+  void Mute(const std::string& user, std::vector<v1::Category> categories,
+            grpc::Status* status_out = nullptr) {
+    v1::UpdateNotificationPreferencesRequest r;
+    r.mutable_notification_preferences()->set_name(
+        absl::StrCat("users/", user, "/notificationPreferences"));
+    for (auto c : categories) {
+      r.mutable_notification_preferences()->add_muted_categories(c);
+    }
+    r.mutable_update_mask()->add_paths("muted_categories");
+    v1::NotificationPreferences out;
+    auto status =
+        stub_->UpdateNotificationPreferences(As(Token(user)).get(), r, &out);
+    if (status_out != nullptr) {
+      *status_out = status;
+    } else {
+      ASSERT_TRUE(status.ok()) << status.error_message();
+    }
+  }
+
+  std::string dir_;
+  int customers_port_ = 0;
+  int port_ = 0;
+  std::unique_ptr<ServiceProcess> customers_;
+  std::unique_ptr<ServiceProcess> notifications_;
+  std::unique_ptr<cv1::CustomerManagementService::Stub> customers_stub_;
+  std::unique_ptr<v1::NotificationService::Stub> stub_;
+  std::string admin_, pipeline_;
+};
+
+TEST_F(NotificationServiceTest, R2_PartnerOnlyAlertsGoToTheAccountManagerOnly) {
+  v1::Alert alert;
+  ASSERT_TRUE(Publish("acme", v1::CATEGORY_LICENSING, &alert).ok());
+  EXPECT_EQ(alert.recipient_count(), 1);
+  EXPECT_THAT(Inbox("bill"), ElementsAre(alert.name()));
+  EXPECT_THAT(Inbox("joan"), IsEmpty());
+}
+
+TEST_F(NotificationServiceTest,
+       R2_SharedAlertsGoToCustomerUsersAndAccountManager) {
+  v1::Alert alert;
+  ASSERT_TRUE(Publish("initech", v1::CATEGORY_PRODUCT, &alert).ok());
+  EXPECT_EQ(alert.recipient_count(), 2);
+  EXPECT_THAT(Inbox("sally"), ElementsAre(alert.name()));
+  EXPECT_THAT(Inbox("peter"), ElementsAre(alert.name()));
+}
+
+TEST_F(NotificationServiceTest, R3_CustomerWithoutPartnerHearsEverything) {
+  v1::Alert alert;
+  ASSERT_TRUE(Publish("umbrella", v1::CATEGORY_ACCOUNT, &alert).ok());
+  EXPECT_EQ(alert.recipient_count(), 1);
+  EXPECT_THAT(Inbox("alice"), ElementsAre(alert.name()));
+}
+
+TEST_F(NotificationServiceTest,
+       R10_MutedCategoriesAreSkippedButMandatoryOnesNot) {
+  Mute("peter", {v1::CATEGORY_LICENSING});
+  v1::Alert licensing;
+  ASSERT_TRUE(Publish("initech", v1::CATEGORY_LICENSING, &licensing).ok());
+  EXPECT_EQ(licensing.recipient_count(), 1);
+  EXPECT_THAT(Inbox("peter"), IsEmpty());
+  EXPECT_THAT(Inbox("sally"), ElementsAre(licensing.name()));
+  v1::Alert security;
+  ASSERT_TRUE(Publish("initech", v1::CATEGORY_SECURITY, &security).ok());
+  EXPECT_THAT(Inbox("peter"), ElementsAre(security.name()));
+
+  grpc::Status status;
+  Mute("peter", {v1::CATEGORY_SECURITY}, &status);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(ReasonOf(status), "MANDATORY_CATEGORY");
+  EXPECT_EQ(FieldOf(status), "notification_preferences.muted_categories");
+
+  v1::GetNotificationPreferencesRequest get;
+  get.set_name("users/peter/notificationPreferences");
+  v1::NotificationPreferences preferences;
+  ASSERT_TRUE(stub_
+                  ->GetNotificationPreferences(As(Token("peter")).get(), get,
+                                               &preferences)
+                  .ok());
+  EXPECT_THAT(preferences.muted_categories(),
+              ElementsAre(v1::CATEGORY_LICENSING));
+  EXPECT_THAT(preferences.mandatory_categories(),
+              ElementsAre(v1::CATEGORY_SECURITY));
+}
+
+TEST_F(NotificationServiceTest, R13_PreviewSaysWhoReceivesAndWhyOthersDoNot) {
+  v1::PreviewRoutingRequest r;
+  r.set_customer("customers/acme");
+  r.set_category(v1::CATEGORY_LICENSING);
+  v1::PreviewRoutingResponse preview;
+  ASSERT_TRUE(stub_->PreviewRouting(As(pipeline_).get(), r, &preview).ok());
+  ASSERT_EQ(preview.recipients_size(), 1);
+  EXPECT_EQ(preview.recipients(0).user(), "users/bill");
+  ASSERT_EQ(preview.excluded_size(), 1);
+  EXPECT_EQ(preview.excluded(0).user(), "users/joan");
+  EXPECT_EQ(preview.excluded(0).reason(),
+            v1::EXCLUSION_REASON_PARTNER_ONLY_COMMUNICATIONS);
+
+  Mute("peter", {v1::CATEGORY_PRODUCT});
+  r.set_customer("customers/initech");
+  r.set_category(v1::CATEGORY_PRODUCT);
+  ASSERT_TRUE(stub_->PreviewRouting(As(pipeline_).get(), r, &preview).ok());
+  ASSERT_EQ(preview.excluded_size(), 1);
+  EXPECT_EQ(preview.excluded(0).user(), "users/peter");
+  EXPECT_EQ(preview.excluded(0).reason(), v1::EXCLUSION_REASON_MUTED_CATEGORY);
+  // Previewing writes nothing.
+  EXPECT_THAT(Inbox("sally"), IsEmpty());
+  // Customers' own users do not preview routing.
+  EXPECT_EQ(
+      stub_->PreviewRouting(As(Token("peter")).get(), r, &preview).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(NotificationServiceTest, R12_RequestIdMakesARepeatedPublishANoOp) {
+  v1::Alert first;
+  v1::Alert second;
+  ASSERT_TRUE(Publish("initech", v1::CATEGORY_PRODUCT, &first, "evt-1").ok());
+  ASSERT_TRUE(Publish("initech", v1::CATEGORY_PRODUCT, &second, "evt-1").ok());
+  EXPECT_EQ(first.name(), second.name());
+  EXPECT_THAT(Inbox("peter"), ElementsAre(first.name()));
+}
+
+TEST_F(NotificationServiceTest, InboxPagesWithoutDuplicatesAndMarksRead) {
+  std::set<std::string> published;
+  for (int i = 0; i < 5; ++i) {
+    v1::Alert alert;
+    ASSERT_TRUE(Publish("umbrella", v1::CATEGORY_PRODUCT, &alert).ok());
+    published.insert(alert.name());
+  }
+  std::set<std::string> seen;
+  std::string token;
+  int pages = 0;
+  do {
+    v1::ListNotificationsRequest r;
+    r.set_parent("users/alice");
+    r.set_page_size(2);
+    r.set_page_token(token);
+    v1::ListNotificationsResponse page;
+    ASSERT_TRUE(
+        stub_->ListNotifications(As(Token("alice")).get(), r, &page).ok());
+    for (const auto& n : page.notifications()) {
+      EXPECT_TRUE(seen.insert(n.alert()).second) << "duplicate " << n.alert();
+    }
+    token = page.next_page_token();
+    ++pages;
+  } while (!token.empty() && pages < 10);
+  EXPECT_EQ(seen, published);
+  EXPECT_EQ(pages, 3);
+
+  const std::vector<std::string> inbox = Inbox("alice");
+  v1::MarkNotificationsReadRequest mark;
+  mark.set_parent("users/alice");
+  for (int i = 0; i < 2; ++i) {
+    mark.add_names("users/alice/notifications/" +
+                   inbox[i].substr(sizeof("alerts/") - 1));
+  }
+  v1::MarkNotificationsReadResponse marked;
+  ASSERT_TRUE(
+      stub_->MarkNotificationsRead(As(Token("alice")).get(), mark, &marked)
+          .ok());
+  EXPECT_EQ(marked.marked(), 2);
+  EXPECT_EQ(Inbox("alice", /*unread_only=*/true).size(), 3u);
+  mark.clear_names();
+  mark.set_all(true);
+  ASSERT_TRUE(
+      stub_->MarkNotificationsRead(As(Token("alice")).get(), mark, &marked)
+          .ok());
+  EXPECT_EQ(marked.marked(), 3);
+  EXPECT_THAT(Inbox("alice", true), IsEmpty());
+
+  // Nobody else reads or marks Alice's inbox.
+  v1::ListNotificationsRequest other;
+  other.set_parent("users/alice");
+  v1::ListNotificationsResponse response;
+  EXPECT_EQ(stub_->ListNotifications(As(Token("peter")).get(), other, &response)
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(
+      stub_->MarkNotificationsRead(As(Token("peter")).get(), mark, &marked)
+          .error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(NotificationServiceTest, MalformedInputIsInvalidArgumentNamingTheField) {
+  v1::Alert alert;
+  struct Case {
+    std::string what;
+    std::function<void(v1::PublishAlertRequest*)> spoil;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {"customer", [](auto* r) { r->set_customer("acme"); }, "customer"},
+      {"category", [](auto* r) { r->set_category(v1::CATEGORY_UNSPECIFIED); },
+       "category"},
+      {"severity", [](auto* r) { r->set_severity(v1::SEVERITY_UNSPECIFIED); },
+       "severity"},
+      {"title", [](auto* r) { r->set_title(""); }, "title"},
+      {"body", [](auto* r) { r->set_body(std::string(10001, 'x')); }, "body"},
+      {"request_id", [](auto* r) { r->set_request_id("a b"); }, "request_id"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    v1::PublishAlertRequest r;
+    r.set_customer("customers/acme");
+    r.set_category(v1::CATEGORY_PRODUCT);
+    r.set_severity(v1::SEVERITY_INFO);
+    r.set_title("t");
+    c.spoil(&r);
+    grpc::Status status = stub_->PublishAlert(As(pipeline_).get(), r, &alert);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(FieldOf(status), c.field);
+  }
+  EXPECT_THAT(Inbox("bill"), IsEmpty());
+  // Only services and platform admins publish.
+  v1::PublishAlertRequest r;
+  r.set_customer("customers/acme");
+  EXPECT_EQ(
+      stub_->PublishAlert(As(Token("bill")).get(), r, &alert).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(NotificationServiceTest, CustomerServiceDownMeansUnavailableAndNoAlert) {
+  customers_->Signal(SIGKILL);
+  customers_->WaitForExit(absl::Seconds(5));
+  v1::Alert alert;
+  grpc::Status status = Publish("acme", v1::CATEGORY_PRODUCT, &alert);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(Inbox("bill"), IsEmpty());
+}
+
+}  // namespace
+}  // namespace custos::notifications
