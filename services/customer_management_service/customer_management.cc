@@ -1162,6 +1162,35 @@ absl::StatusOr<v1::AccessContext> CustomerManagement::GetAccessContext(
   return context;
 }
 
+absl::StatusOr<v1::ListBroadcastRecipientsResponse>
+CustomerManagement::ListBroadcastRecipients(
+    const CallContext& call,
+    const v1::ListBroadcastRecipientsRequest& request) {
+  RETURN_IF_ERROR(RequireService(call.principal, "ListBroadcastRecipients"));
+  ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size()));
+  const std::string query = "broadcast-recipients";
+  std::string after;
+  if (!request.page_token().empty()) {
+    ASSIGN_OR_RETURN(auto key, DecodePageToken(request.page_token(), query, 1));
+    after = key[0];
+  }
+  std::vector<std::string> users;
+  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(users,
+                     CustomerStore::ListAllUserIds(db, after, page_size + 1));
+    return absl::OkStatus();
+  }));
+  v1::ListBroadcastRecipientsResponse response;
+  if (static_cast<int>(users.size()) > page_size) {
+    users.resize(page_size);
+    response.set_next_page_token(EncodePageToken(query, {users.back()}));
+  }
+  for (const std::string& user : users) {
+    response.add_users(absl::StrCat("users/", user));
+  }
+  return response;
+}
+
 absl::StatusOr<v1::CommunicationRouting>
 CustomerManagement::GetCommunicationRouting(
     const CallContext& call,

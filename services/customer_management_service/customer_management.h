@@ -94,6 +94,9 @@ class CustomerManagement {
       const CallContext& call,
       const v1::GetCommunicationRoutingRequest& request);
 
+  absl::StatusOr<v1::ListBroadcastRecipientsResponse> ListBroadcastRecipients(
+      const CallContext& call,
+      const v1::ListBroadcastRecipientsRequest& request);
   absl::StatusOr<custos::common::v1::ListAuditEventsResponse> ListAuditEvents(
       const CallContext& call,
       const custos::common::v1::ListAuditEventsRequest& request);

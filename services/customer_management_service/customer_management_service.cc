@@ -284,4 +284,18 @@ grpc::ServerUnaryReactor* CustomerManagementService::ListAuditEvents(
       });
 }
 
+grpc::ServerUnaryReactor* CustomerManagementService::ListBroadcastRecipients(
+    grpc::CallbackServerContext* context,
+    const v1::ListBroadcastRecipientsRequest* request,
+    v1::ListBroadcastRecipientsResponse* response) {
+  return runner_.UnaryRead(
+      context, "ListBroadcastRecipients", request, response,
+      [this](const CallContext& call,
+             const v1::ListBroadcastRecipientsRequest& req,
+             v1::ListBroadcastRecipientsResponse* resp) -> absl::Status {
+        ASSIGN_OR_RETURN(*resp, logic_->ListBroadcastRecipients(call, req));
+        return absl::OkStatus();
+      });
+}
+
 }  // namespace custos::customers

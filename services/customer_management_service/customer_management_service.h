@@ -97,6 +97,10 @@ class CustomerManagementService final
       grpc::CallbackServerContext* context,
       const v1::GetCommunicationRoutingRequest* request,
       v1::CommunicationRouting* response) override;
+  grpc::ServerUnaryReactor* ListBroadcastRecipients(
+      grpc::CallbackServerContext* context,
+      const v1::ListBroadcastRecipientsRequest* request,
+      v1::ListBroadcastRecipientsResponse* response) override;
   grpc::ServerUnaryReactor* ListAuditEvents(
       grpc::CallbackServerContext* context,
       const custos::common::v1::ListAuditEventsRequest* request,

@@ -382,6 +382,22 @@ absl::StatusOr<std::optional<v1::Customer>> CustomerStore::FindCustomer(
   return FirstRow<v1::Customer>(select, ReadCustomer);
 }
 
+absl::StatusOr<std::vector<std::string>> CustomerStore::ListAllUserIds(
+    SqliteConnection& db, const std::string& after, int limit) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement select,
+      db.Prepare("SELECT user_id FROM (SELECT user_id FROM customer_users "
+                 "UNION SELECT user_id FROM partner_users) WHERE user_id > ? "
+                 "ORDER BY user_id LIMIT ?"));
+  select.Bind(1, after).Bind(2, limit);
+  std::vector<std::string> users;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) return users;
+    users.push_back(select.ColumnText(0));
+  }
+}
+
 absl::StatusOr<std::vector<std::pair<std::string, int64_t>>>
 CustomerStore::CustomerVersionsOfPartner(SqliteConnection& db,
                                          const std::string& partner_id) {

@@ -79,6 +79,10 @@ class CustomerStore {
                                      absl::Time now);
   static absl::StatusOr<std::optional<v1::Customer>> FindCustomer(
       SqliteConnection& db, const std::string& customer_id);
+  // Distinct user ids of every customer user and partner user, ordered,
+  // after `after`.
+  static absl::StatusOr<std::vector<std::string>> ListAllUserIds(
+      SqliteConnection& db, const std::string& after, int limit);
   // (customer id, version) of every customer of the partner.
   static absl::StatusOr<std::vector<std::pair<std::string, int64_t>>>
   CustomerVersionsOfPartner(SqliteConnection& db,

@@ -14,6 +14,7 @@
 #include "common/service_token.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "services/notification_service/broadcast_fanout.h"
 #include "services/notification_service/notification_logic.h"
 #include "services/notification_service/notification_service.h"
 #include "services/notification_service/notification_store.h"
@@ -28,6 +29,8 @@ ABSL_FLAG(int, peer_timeout_ms, 1000, "deadline of calls to peer services");
 ABSL_FLAG(std::string, service_token_file, "",
           "JWT with role `service` presented to peers; re-read when it "
           "changes");
+ABSL_FLAG(int, broadcast_page_size, 1000,
+          "broadcast recipients fetched and delivered per transaction");
 ABSL_FLAG(std::string, jwt_hs256_secret_file, "",
           "file holding the HS256 token secret");
 ABSL_FLAG(std::string, jwt_rs256_public_key_file, "",
@@ -88,9 +91,14 @@ int main(int argc, char** argv) {
           grpc::CreateChannel(absl::GetFlag(FLAGS_customers_address),
                               grpc::InsecureChannelCredentials())),
       &token, absl::Milliseconds(absl::GetFlag(FLAGS_peer_timeout_ms)));
+  custos::notifications::BroadcastFanoutOptions fanout_options;
+  fanout_options.page_size = absl::GetFlag(FLAGS_broadcast_page_size);
+  custos::notifications::BroadcastFanout fanout(
+      db->get(), &routing, custos::RealClock::Get(), fanout_options);
+  fanout.Start();  // resumes broadcasts a crash interrupted
   custos::RandomIdGenerator ids;
   custos::notifications::NotificationLogic logic(
-      db->get(), &routing, custos::RealClock::Get(), &ids,
+      db->get(), &routing, &fanout, custos::RealClock::Get(), &ids,
       custos::notifications::NotificationLogicOptions());
   custos::Executor executor(absl::GetFlag(FLAGS_worker_threads));
   custos::notifications::NotificationService service(&logic, &*verifier,
@@ -107,6 +115,7 @@ int main(int argc, char** argv) {
       "custos.notifications.v1.NotificationService"};
   absl::Status status = custos::ServeUntilTerminated(options, {&service});
   executor.Shutdown();
+  fanout.Stop();
   if (!status.ok()) Die(status.ToString());
   custos::FlushLogs();
   return 0;

@@ -65,10 +65,12 @@ std::string UserOf(absl::string_view member_name) {
 }  // namespace
 
 NotificationLogic::NotificationLogic(SqliteDatabase* db, RoutingSource* routing,
+                                     BroadcastFanout* fanout,
                                      const Clock* clock, IdGenerator* ids,
                                      NotificationLogicOptions options)
     : db_(db),
       routing_(routing),
+      fanout_(fanout),
       clock_(clock),
       ids_(ids),
       options_(std::move(options)) {}
@@ -188,6 +190,70 @@ absl::StatusOr<v1::Alert> NotificationLogic::PublishAlert(
     return Remember(db, key, fingerprint, result, now);
   }));
   return result;
+}
+
+absl::StatusOr<v1::Alert> NotificationLogic::PublishBroadcast(
+    const CallContext& call, const v1::PublishBroadcastRequest& request) {
+  if (!IsStaff(call.principal)) return Denied("publish", "broadcasts");
+  if (request.kind() == v1::BROADCAST_KIND_UNSPECIFIED ||
+      !v1::BroadcastKind_IsValid(request.kind())) {
+    return InvalidField("kind",
+                        "must be BROADCAST_KIND_OUTAGE or "
+                        "BROADCAST_KIND_MAINTENANCE");
+  }
+  RETURN_IF_ERROR(ValidateDisplayName("title", request.title(), true));
+  if (request.body().size() > kMaxBodyBytes) {
+    return InvalidField(
+        "body", absl::StrCat("must be at most ", kMaxBodyBytes, " bytes"));
+  }
+  RETURN_IF_ERROR(ValidateRequestId(request.request_id()));
+  const IdempotencyKey key{call.principal.subject, "PublishBroadcast",
+                           request.request_id()};
+  const std::string fingerprint = RequestFingerprint(request);
+  v1::Alert result;
+  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(bool replayed, Replayed(db, key, fingerprint, &result));
+    if (replayed) return absl::OkStatus();
+    const absl::Time now = clock_->Now();
+    const std::string alert_id = ids_->NewId();
+    v1::Alert alert;
+    alert.set_name(absl::StrCat("alerts/", alert_id));
+    alert.set_broadcast_kind(request.kind());
+    alert.set_severity(request.kind() == v1::BROADCAST_KIND_OUTAGE
+                           ? v1::SEVERITY_CRITICAL
+                           : v1::SEVERITY_INFO);
+    alert.set_title(request.title());
+    alert.set_body(request.body());
+    *alert.mutable_create_time() =
+        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now));
+    // Recorded with its fan-out cursor in one transaction; the fan-out
+    // itself runs in pages (BroadcastFanout) and survives a crash.
+    RETURN_IF_ERROR(NotificationStore::InsertAlert(db, alert_id, alert, now));
+    RETURN_IF_ERROR(NotificationStore::StartFanout(db, alert_id));
+    result = alert;
+    RETURN_IF_ERROR(AppendAuditEvent(
+        db, {call.principal.subject, "PublishBroadcast", result.name(), "",
+             ToAuditJson(result), now, call.request_id}));
+    return Remember(db, key, fingerprint, result, now);
+  }));
+  if (fanout_ != nullptr) fanout_->Wake();
+  return result;
+}
+
+absl::StatusOr<v1::Alert> NotificationLogic::GetAlert(
+    const CallContext& call, const v1::GetAlertRequest& request) {
+  if (!IsStaff(call.principal)) return Denied("read", request.name());
+  ASSIGN_OR_RETURN(auto ids,
+                   ParseResourceName(request.name(), "alerts/*", "name"));
+  std::optional<v1::Alert> alert;
+  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(alert, NotificationStore::FindAlert(db, ids[0]));
+    return absl::OkStatus();
+  }));
+  if (!alert) {
+    return absl::NotFoundError(absl::StrCat(request.name(), " does not exist"));
+  }
+  return *alert;
 }
 
 absl::StatusOr<v1::PreviewRoutingResponse> NotificationLogic::PreviewRouting(

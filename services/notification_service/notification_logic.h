@@ -11,6 +11,7 @@
 #include "common/sqlite.h"
 #include "custos/common/v1/audit.pb.h"
 #include "custos/notifications/v1/notifications_service.pb.h"
+#include "services/notification_service/broadcast_fanout.h"
 #include "services/notification_service/routing_source.h"
 
 namespace custos::notifications {
@@ -30,12 +31,17 @@ struct NotificationLogicOptions {
 class NotificationLogic {
  public:
   // REQUIRES: all outlive this object.
+  // `fanout` delivers recorded broadcasts; it is woken after each one.
   NotificationLogic(SqliteDatabase* db, RoutingSource* routing,
-                    const Clock* clock, IdGenerator* ids,
-                    NotificationLogicOptions options);
+                    BroadcastFanout* fanout, const Clock* clock,
+                    IdGenerator* ids, NotificationLogicOptions options);
 
   absl::StatusOr<v1::Alert> PublishAlert(
       const CallContext& call, const v1::PublishAlertRequest& request);
+  absl::StatusOr<v1::Alert> PublishBroadcast(
+      const CallContext& call, const v1::PublishBroadcastRequest& request);
+  absl::StatusOr<v1::Alert> GetAlert(const CallContext& call,
+                                     const v1::GetAlertRequest& request);
   absl::StatusOr<v1::PreviewRoutingResponse> PreviewRouting(
       const CallContext& call, const v1::PreviewRoutingRequest& request);
   absl::StatusOr<v1::ListNotificationsResponse> ListNotifications(
@@ -63,6 +69,7 @@ class NotificationLogic {
 
   SqliteDatabase* const db_;
   RoutingSource* const routing_;
+  BroadcastFanout* const fanout_;
   const Clock* const clock_;
   IdGenerator* const ids_;
   const NotificationLogicOptions options_;

@@ -100,4 +100,28 @@ grpc::ServerUnaryReactor* NotificationService::ListAuditEvents(
       });
 }
 
+grpc::ServerUnaryReactor* NotificationService::PublishBroadcast(
+    grpc::CallbackServerContext* context,
+    const v1::PublishBroadcastRequest* request, v1::Alert* response) {
+  return runner_.Unary(
+      context, "PublishBroadcast", request, response,
+      [this](const CallContext& call, const v1::PublishBroadcastRequest& req,
+             v1::Alert* resp) -> absl::Status {
+        ASSIGN_OR_RETURN(*resp, logic_->PublishBroadcast(call, req));
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* NotificationService::GetAlert(
+    grpc::CallbackServerContext* context, const v1::GetAlertRequest* request,
+    v1::Alert* response) {
+  return runner_.UnaryRead(
+      context, "GetAlert", request, response,
+      [this](const CallContext& call, const v1::GetAlertRequest& req,
+             v1::Alert* resp) -> absl::Status {
+        ASSIGN_OR_RETURN(*resp, logic_->GetAlert(call, req));
+        return absl::OkStatus();
+      });
+}
+
 }  // namespace custos::notifications

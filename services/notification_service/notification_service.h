@@ -22,6 +22,12 @@ class NotificationService final
   grpc::ServerUnaryReactor* PublishAlert(grpc::CallbackServerContext* context,
                                          const v1::PublishAlertRequest* request,
                                          v1::Alert* response) override;
+  grpc::ServerUnaryReactor* PublishBroadcast(
+      grpc::CallbackServerContext* context,
+      const v1::PublishBroadcastRequest* request, v1::Alert* response) override;
+  grpc::ServerUnaryReactor* GetAlert(grpc::CallbackServerContext* context,
+                                     const v1::GetAlertRequest* request,
+                                     v1::Alert* response) override;
   grpc::ServerUnaryReactor* PreviewRouting(
       grpc::CallbackServerContext* context,
       const v1::PreviewRoutingRequest* request,

@@ -41,6 +41,14 @@ CREATE TABLE muted_categories (
   PRIMARY KEY (user_id, category)
 );
 )sql"},
+      {4, R"sql(
+ALTER TABLE alerts ADD COLUMN broadcast_kind INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE fanouts (
+  alert_id TEXT PRIMARY KEY REFERENCES alerts(id),
+  page_token TEXT NOT NULL DEFAULT '',
+  done INTEGER NOT NULL DEFAULT 0
+);
+)sql"},
   };
   return *migrations;
 }
@@ -61,8 +69,8 @@ absl::Status NotificationStore::InsertAlert(SqliteConnection& db,
   ASSIGN_OR_RETURN(
       SqliteStatement insert,
       db.Prepare("INSERT INTO alerts(id, customer_id, category, severity, "
-                 "title, body, recipient_count, create_micros) VALUES (?, ?, "
-                 "?, ?, ?, ?, ?, ?)"));
+                 "title, body, recipient_count, create_micros, "
+                 "broadcast_kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
   absl::string_view customer = alert.customer();
   absl::ConsumePrefix(&customer, "customers/");
   return insert.Bind(1, alert_id)
@@ -73,7 +81,74 @@ absl::Status NotificationStore::InsertAlert(SqliteConnection& db,
       .Bind(6, alert.body())
       .Bind(7, alert.recipient_count())
       .Bind(8, absl::ToUnixMicros(now))
+      .Bind(9, static_cast<int64_t>(alert.broadcast_kind()))
       .Run();
+}
+
+absl::StatusOr<std::optional<v1::Alert>> NotificationStore::FindAlert(
+    SqliteConnection& db, const std::string& alert_id) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement select,
+      db.Prepare("SELECT a.customer_id, a.category, a.severity, a.title, "
+                 "a.body, a.recipient_count, a.create_micros, "
+                 "a.broadcast_kind, COALESCE(f.done, 1) FROM alerts a LEFT "
+                 "JOIN fanouts f ON f.alert_id = a.id WHERE a.id = ?"));
+  select.Bind(1, alert_id);
+  ASSIGN_OR_RETURN(bool row, select.Step());
+  if (!row) return std::optional<v1::Alert>();
+  v1::Alert alert;
+  alert.set_name(absl::StrCat("alerts/", alert_id));
+  if (!select.ColumnText(0).empty()) {
+    alert.set_customer(absl::StrCat("customers/", select.ColumnText(0)));
+  }
+  alert.set_category(static_cast<v1::Category>(select.ColumnInt64(1)));
+  alert.set_severity(static_cast<v1::Severity>(select.ColumnInt64(2)));
+  alert.set_title(select.ColumnText(3));
+  alert.set_body(select.ColumnText(4));
+  alert.set_recipient_count(select.ColumnInt64(5));
+  *alert.mutable_create_time() =
+      TimeUtil::MicrosecondsToTimestamp(select.ColumnInt64(6));
+  alert.set_broadcast_kind(
+      static_cast<v1::BroadcastKind>(select.ColumnInt64(7)));
+  alert.set_fan_out_complete(select.ColumnInt64(8) != 0);
+  return std::optional<v1::Alert>(std::move(alert));
+}
+
+absl::Status NotificationStore::StartFanout(SqliteConnection& db,
+                                            const std::string& alert_id) {
+  ASSIGN_OR_RETURN(SqliteStatement insert,
+                   db.Prepare("INSERT INTO fanouts(alert_id) VALUES (?)"));
+  return insert.Bind(1, alert_id).Run();
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
+NotificationStore::PendingFanouts(SqliteConnection& db) {
+  ASSIGN_OR_RETURN(SqliteStatement select,
+                   db.Prepare("SELECT alert_id, page_token FROM fanouts WHERE "
+                              "done = 0 ORDER BY alert_id"));
+  std::vector<std::pair<std::string, std::string>> pending;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) return pending;
+    pending.emplace_back(select.ColumnText(0), select.ColumnText(1));
+  }
+}
+
+absl::Status NotificationStore::AdvanceFanout(SqliteConnection& db,
+                                              const std::string& alert_id,
+                                              const std::string& next_token,
+                                              int64_t delivered) {
+  ASSIGN_OR_RETURN(SqliteStatement fanout,
+                   db.Prepare("UPDATE fanouts SET page_token = ?2, done = ?3 "
+                              "WHERE alert_id = ?1"));
+  RETURN_IF_ERROR(fanout.Bind(1, alert_id)
+                      .Bind(2, next_token)
+                      .Bind(3, next_token.empty() ? 1 : 0)
+                      .Run());
+  ASSIGN_OR_RETURN(SqliteStatement count,
+                   db.Prepare("UPDATE alerts SET recipient_count = "
+                              "recipient_count + ?2 WHERE id = ?1"));
+  return count.Bind(1, alert_id).Bind(2, delivered).Run();
 }
 
 absl::StatusOr<int64_t> NotificationStore::Deliver(
@@ -100,7 +175,8 @@ absl::StatusOr<std::vector<v1::Notification>> NotificationStore::ListInbox(
   ASSIGN_OR_RETURN(
       SqliteStatement select,
       db.Prepare("SELECT i.alert_id, a.customer_id, a.category, a.severity, "
-                 "a.title, a.body, i.read, i.create_micros FROM inbox i JOIN "
+                 "a.title, a.body, i.read, i.create_micros, a.broadcast_kind "
+                 "FROM inbox i JOIN "
                  "alerts a ON a.id = i.alert_id WHERE i.user_id = ?1 AND (?2 "
                  "= 0 OR i.read = 0) AND (?3 IS NULL OR (i.create_micros, "
                  "i.alert_id) < (?3, ?4)) ORDER BY i.create_micros DESC, "
@@ -120,7 +196,10 @@ absl::StatusOr<std::vector<v1::Notification>> NotificationStore::ListInbox(
     n.set_name(absl::StrCat("users/", user_id, "/notifications/",
                             select.ColumnText(0)));
     n.set_alert(absl::StrCat("alerts/", select.ColumnText(0)));
-    n.set_customer(absl::StrCat("customers/", select.ColumnText(1)));
+    if (!select.ColumnText(1).empty()) {
+      n.set_customer(absl::StrCat("customers/", select.ColumnText(1)));
+    }
+    n.set_broadcast_kind(static_cast<v1::BroadcastKind>(select.ColumnInt64(8)));
     n.set_category(static_cast<v1::Category>(select.ColumnInt64(2)));
     n.set_severity(static_cast<v1::Severity>(select.ColumnInt64(3)));
     n.set_title(select.ColumnText(4));

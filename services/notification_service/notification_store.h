@@ -29,6 +29,24 @@ class NotificationStore {
   static absl::Status InsertAlert(SqliteConnection& db,
                                   const std::string& alert_id,
                                   const v1::Alert& alert, absl::Time now);
+  // With its fan-out progress.
+  static absl::StatusOr<std::optional<v1::Alert>> FindAlert(
+      SqliteConnection& db, const std::string& alert_id);
+
+  // Broadcast fan-outs (R11): a cursor over CustomerManagementService's
+  // recipient pages, advanced in the transaction that fills that page's
+  // inboxes, so a crash resumes where the last commit stopped.
+  static absl::Status StartFanout(SqliteConnection& db,
+                                  const std::string& alert_id);
+  // (alert id, page token) of every unfinished fan-out.
+  static absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
+  PendingFanouts(SqliteConnection& db);
+  // Records a delivered page; an empty `next_token` finishes the fan-out.
+  static absl::Status AdvanceFanout(SqliteConnection& db,
+                                    const std::string& alert_id,
+                                    const std::string& next_token,
+                                    int64_t delivered);
+
   // Adds the alert to each user's inbox (once; repeats are ignored).
   // Returns how many inboxes gained it.
   static absl::StatusOr<int64_t> Deliver(SqliteConnection& db,

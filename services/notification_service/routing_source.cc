@@ -26,4 +26,23 @@ absl::StatusOr<customers::v1::CommunicationRouting> GrpcRoutingSource::Get(
   return routing;
 }
 
+absl::StatusOr<customers::v1::ListBroadcastRecipientsResponse>
+GrpcRoutingSource::ListRecipients(const std::string& page_token,
+                                  int page_size) {
+  customers::v1::ListBroadcastRecipientsRequest request;
+  request.set_page_token(page_token);
+  request.set_page_size(page_size);
+  customers::v1::ListBroadcastRecipientsResponse page;
+  grpc::ClientContext context;
+  token_->Prepare(&context, timeout_);
+  grpc::Status status =
+      stub_->ListBroadcastRecipients(&context, request, &page);
+  if (!status.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "customer_management_service could not list broadcast recipients: ",
+        status.error_message()));
+  }
+  return page;
+}
+
 }  // namespace custos::notifications

@@ -20,6 +20,9 @@ class RoutingSource {
   // answer in time.
   virtual absl::StatusOr<customers::v1::CommunicationRouting> Get(
       const std::string& customer_id) = 0;
+  // One page of every customer's and partner's users (R11).
+  virtual absl::StatusOr<customers::v1::ListBroadcastRecipientsResponse>
+  ListRecipients(const std::string& page_token, int page_size) = 0;
 };
 
 // Calls GetCommunicationRouting with a deadline and the service's token.
@@ -34,6 +37,8 @@ class GrpcRoutingSource final : public RoutingSource {
 
   absl::StatusOr<customers::v1::CommunicationRouting> Get(
       const std::string& customer_id) override;
+  absl::StatusOr<customers::v1::ListBroadcastRecipientsResponse> ListRecipients(
+      const std::string& page_token, int page_size) override;
 
  private:
   std::unique_ptr<customers::v1::CustomerManagementService::StubInterface>

@@ -913,7 +913,9 @@ TEST_F(AccessServiceTest, RedisKilledMidRunNeverYieldsAWrongAnswer) {
   int wrong = 0;
   for (int i = 0; i < 10000; ++i) {
     if (i == 3000) redis_->Kill();
-    if (i == 7000) ASSERT_TRUE(redis_->Start());  // back, same port
+    if (i == 7000) {
+      ASSERT_TRUE(redis_->Start());  // back, on the same port
+    }
     const bool member = i % 2 == 0;
     v1::SiteMember updated;
     auto status = SetRole(

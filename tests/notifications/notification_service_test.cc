@@ -2,6 +2,7 @@
 // customer_management_service on loopback. Test names carry the DESIGN rule
 // they check.
 #include <signal.h>
+#include <sqlite3.h>
 
 #include <functional>
 #include <memory>
@@ -68,7 +69,9 @@ std::string ReasonOf(const grpc::Status& status) {
 
 class NotificationServiceTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { StartAll({}); }
+
+  void StartAll(std::vector<std::string> extra) {
     dir_ = MakeTempDir();
     ::custos::testing::WriteFile(dir_ + "/secret", kSecret);
     ::custos::testing::WriteFile(dir_ + "/service-token",
@@ -83,21 +86,28 @@ class NotificationServiceTest : public ::testing::Test {
     ASSERT_TRUE(
         customers_->Start(absl::StrCat("127.0.0.1:", customers_port_)).ok());
     port_ = FreePort();
-    notifications_ = std::make_unique<ServiceProcess>(
-        "services/notification_service/notification_service",
-        std::vector<std::string>{
-            absl::StrCat("--listen=127.0.0.1:", port_),
-            absl::StrCat("--database=sqlite:", dir_, "/notifications.db"),
-            absl::StrCat("--jwt_hs256_secret_file=", dir_, "/secret"),
-            absl::StrCat("--customers_address=127.0.0.1:", customers_port_),
-            absl::StrCat("--service_token_file=", dir_, "/service-token")});
-    ASSERT_TRUE(notifications_->Start(absl::StrCat("127.0.0.1:", port_)).ok());
+    notification_args_ = {
+        absl::StrCat("--listen=127.0.0.1:", port_),
+        absl::StrCat("--database=sqlite:", dir_, "/notifications.db"),
+        absl::StrCat("--jwt_hs256_secret_file=", dir_, "/secret"),
+        absl::StrCat("--customers_address=127.0.0.1:", customers_port_),
+        absl::StrCat("--service_token_file=", dir_, "/service-token")};
+    notification_args_.insert(notification_args_.end(), extra.begin(),
+                              extra.end());
+    StartNotifications();
     customers_stub_ = cv1::CustomerManagementService::NewStub(
         LoopbackChannel(customers_port_));
     stub_ = v1::NotificationService::NewStub(LoopbackChannel(port_));
     admin_ = Token("root", {"platform_admin"});
     pipeline_ = Token("alerting-pipeline", {"service"});
     Seed();
+  }
+
+  void StartNotifications() {
+    notifications_ = std::make_unique<ServiceProcess>(
+        "services/notification_service/notification_service",
+        notification_args_);
+    ASSERT_TRUE(notifications_->Start(absl::StrCat("127.0.0.1:", port_)).ok());
   }
 
   std::unique_ptr<grpc::ClientContext> As(const std::string& token) {
@@ -204,6 +214,20 @@ class NotificationServiceTest : public ::testing::Test {
     }
   }
 
+  v1::Alert WaitForFanOut(const std::string& name) {
+    v1::GetAlertRequest get;
+    get.set_name(name);
+    v1::Alert alert;
+    for (int i = 0; i < 600; ++i) {
+      auto status = stub_->GetAlert(As(admin_).get(), get, &alert);
+      EXPECT_TRUE(status.ok()) << status.error_message();
+      if (alert.fan_out_complete()) break;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return alert;
+  }
+
+  std::vector<std::string> notification_args_;
   std::string dir_;
   int customers_port_ = 0;
   int port_ = 0;
@@ -412,6 +436,98 @@ TEST_F(NotificationServiceTest, CustomerServiceDownMeansUnavailableAndNoAlert) {
   grpc::Status status = Publish("acme", v1::CATEGORY_PRODUCT, &alert);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_THAT(Inbox("bill"), IsEmpty());
+}
+
+TEST_F(NotificationServiceTest,
+       R11_BroadcastReachesEveryUserWhateverTheirSettings) {
+  Mute("peter",
+       {v1::CATEGORY_LICENSING, v1::CATEGORY_PRODUCT, v1::CATEGORY_ACCOUNT});
+  v1::PublishBroadcastRequest r;
+  r.set_kind(v1::BROADCAST_KIND_OUTAGE);
+  r.set_title("Worldwide outage");
+  r.set_body("We are on it.");
+  v1::Alert broadcast;
+  ASSERT_TRUE(stub_->PublishBroadcast(As(admin_).get(), r, &broadcast).ok());
+  const v1::Alert done = WaitForFanOut(broadcast.name());
+  EXPECT_TRUE(done.fan_out_complete());
+  // bill and sally (partner users), joan (PARTNER_ONLY customer), peter
+  // (muted everything), alice (no partner).
+  EXPECT_EQ(done.recipient_count(), 5);
+  for (const char* user : {"bill", "sally", "joan", "peter", "alice"}) {
+    SCOPED_TRACE(user);
+    EXPECT_THAT(Inbox(user), ElementsAre(broadcast.name()));
+  }
+  // Customers' users do not broadcast.
+  EXPECT_EQ(stub_->PublishBroadcast(As(Token("bill")).get(), r, &broadcast)
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  r.set_kind(v1::BROADCAST_KIND_UNSPECIFIED);
+  auto status = stub_->PublishBroadcast(As(admin_).get(), r, &broadcast);
+  EXPECT_EQ(FieldOf(status), "kind");
+}
+
+// kill -9 in the middle of a 100,000-recipient broadcast; after a restart
+// every recipient has it exactly once.
+class BroadcastCrashTest : public NotificationServiceTest {
+ protected:
+  void SetUp() override { StartAll({"--broadcast_page_size=500"}); }
+};
+
+TEST_F(BroadcastCrashTest,
+       R11_R12_KilledMidBroadcastDeliversEveryoneExactlyOnce) {
+  // 100,000 more customer users, written straight into the customer
+  // service's database (its API would take minutes).
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/customers.db").c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT "
+                         "i + 1 FROM n WHERE i < 100000) INSERT INTO "
+                         "customer_users(customer_id, user_id, display_name, "
+                         "email, create_micros) SELECT 'umbrella', "
+                         "printf('u%06d', i), '', '', 0 FROM n",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  constexpr int64_t kRecipients = 100005;
+
+  v1::PublishBroadcastRequest r;
+  r.set_kind(v1::BROADCAST_KIND_MAINTENANCE);
+  r.set_title("Planned maintenance");
+  v1::Alert broadcast;
+  ASSERT_TRUE(stub_->PublishBroadcast(As(admin_).get(), r, &broadcast).ok());
+  v1::GetAlertRequest get;
+  get.set_name(broadcast.name());
+  v1::Alert progress;
+  for (int i = 0; i < 2000 && progress.recipient_count() < 20000; ++i) {
+    ASSERT_TRUE(stub_->GetAlert(As(admin_).get(), get, &progress).ok());
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  notifications_->Signal(SIGKILL);
+  notifications_->WaitForExit(absl::Seconds(5));
+  EXPECT_FALSE(progress.fan_out_complete()) << "killed too late to matter";
+
+  StartNotifications();
+  const v1::Alert done = WaitForFanOut(broadcast.name());
+  ASSERT_TRUE(done.fan_out_complete());
+  EXPECT_EQ(done.recipient_count(), kRecipients);
+  // Exactly once per inbox, counted in the store itself.
+  ASSERT_EQ(sqlite3_open((dir_ + "/notifications.db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* count = nullptr;
+  const std::string alert_id = broadcast.name().substr(sizeof("alerts/") - 1);
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT COUNT(*), COUNT(DISTINCT user_id) FROM "
+                               "inbox WHERE alert_id = ?",
+                               -1, &count, nullptr),
+            SQLITE_OK);
+  sqlite3_bind_text(count, 1, alert_id.c_str(), -1, SQLITE_TRANSIENT);
+  ASSERT_EQ(sqlite3_step(count), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(count, 0), kRecipients);
+  EXPECT_EQ(sqlite3_column_int64(count, 1), kRecipients);
+  sqlite3_finalize(count);
+  sqlite3_close(db);
+  EXPECT_THAT(Inbox("u054321"), ElementsAre(broadcast.name()));
 }
 
 }  // namespace

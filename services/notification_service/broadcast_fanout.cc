@@ -1,0 +1,87 @@
+#include "services/notification_service/broadcast_fanout.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/json_log.h"
+#include "common/logic_helpers.h"
+#include "common/status_macros.h"
+#include "services/notification_service/notification_store.h"
+
+namespace custos::notifications {
+
+void BroadcastFanout::Start() {
+  loop_ = std::thread([this] {
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return woken_ || stopping_;
+        };
+        mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(5));
+        if (stopping_) return;
+        woken_ = false;
+      }
+      absl::Status status = RunOnce();
+      if (!status.ok()) {
+        Log("warning", "broadcast fan-out paused; will resume",
+            {{"error", status.ToString()}});
+        absl::MutexLock lock(&mu_);
+        auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stopping_;
+        };
+        mu_.AwaitWithTimeout(absl::Condition(&stopping), options_.retry_after);
+        woken_ = true;
+      }
+    }
+  });
+}
+
+void BroadcastFanout::Wake() {
+  absl::MutexLock lock(&mu_);
+  woken_ = true;
+}
+
+void BroadcastFanout::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (loop_.joinable()) loop_.join();
+}
+
+absl::Status BroadcastFanout::RunOnce() {
+  std::vector<std::pair<std::string, std::string>> pending;
+  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(pending, NotificationStore::PendingFanouts(db));
+    return absl::OkStatus();
+  }));
+  for (auto& [alert_id, token] : pending) {
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (stopping_) return absl::OkStatus();
+      }
+      ASSIGN_OR_RETURN(auto page,
+                       recipients_->ListRecipients(token, options_.page_size));
+      std::vector<std::string> users;
+      users.reserve(page.users_size());
+      for (const std::string& user : page.users()) {
+        users.emplace_back(LastSegment(user));
+      }
+      RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+        ASSIGN_OR_RETURN(
+            int64_t delivered,
+            NotificationStore::Deliver(db, alert_id, users, clock_->Now()));
+        return NotificationStore::AdvanceFanout(
+            db, alert_id, page.next_page_token(), delivered);
+      }));
+      token = page.next_page_token();
+      if (token.empty()) break;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace custos::notifications

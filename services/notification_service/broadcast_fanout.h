@@ -1,0 +1,59 @@
+#ifndef CUSTOS_SERVICES_NOTIFICATION_SERVICE_BROADCAST_FANOUT_H_
+#define CUSTOS_SERVICES_NOTIFICATION_SERVICE_BROADCAST_FANOUT_H_
+
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/sqlite.h"
+#include "services/notification_service/routing_source.h"
+
+namespace custos::notifications {
+
+struct BroadcastFanoutOptions {
+  // Recipients fetched and delivered per transaction. Default: 1000.
+  int page_size = 1000;
+  // Pause after CustomerManagementService failed to answer. Default: 1 s.
+  absl::Duration retry_after = absl::Seconds(1);
+};
+
+// Delivers recorded broadcasts (R11) to every recipient, one page per
+// transaction; the page cursor commits with the page's inbox rows, and inbox
+// rows are unique per (user, alert), so after a crash the fan-out resumes
+// and every recipient ends up with the broadcast exactly once.
+// Thread-safe.
+class BroadcastFanout {
+ public:
+  // REQUIRES: all outlive this object.
+  BroadcastFanout(SqliteDatabase* db, RoutingSource* recipients,
+                  const Clock* clock, BroadcastFanoutOptions options)
+      : db_(db), recipients_(recipients), clock_(clock), options_(options) {}
+  ~BroadcastFanout() { Stop(); }
+
+  // Starts the background loop (it resumes unfinished fan-outs at once).
+  void Start();
+  // Makes the loop look now (a broadcast was recorded).
+  void Wake();
+  void Stop();
+
+  // Runs every unfinished fan-out to completion or to the first failure.
+  absl::Status RunOnce();
+
+ private:
+  SqliteDatabase* const db_;
+  RoutingSource* const recipients_;
+  const Clock* const clock_;
+  const BroadcastFanoutOptions options_;
+
+  absl::Mutex mu_;
+  bool woken_ ABSL_GUARDED_BY(mu_) = true;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread loop_;
+};
+
+}  // namespace custos::notifications
+
+#endif  // CUSTOS_SERVICES_NOTIFICATION_SERVICE_BROADCAST_FANOUT_H_
