@@ -386,9 +386,13 @@ absl::StatusOr<std::vector<std::string>> CustomerStore::ListAllUserIds(
     SqliteConnection& db, const std::string& after, int limit) {
   ASSIGN_OR_RETURN(
       SqliteStatement select,
+      // Each side is a bounded range scan of its user_id index; a plain
+      // UNION of the tables would be sorted whole for every page.
       db.Prepare("SELECT user_id FROM (SELECT user_id FROM customer_users "
-                 "UNION SELECT user_id FROM partner_users) WHERE user_id > ? "
-                 "ORDER BY user_id LIMIT ?"));
+                 "WHERE user_id > ?1 ORDER BY user_id LIMIT ?2) UNION SELECT "
+                 "user_id FROM (SELECT user_id FROM partner_users WHERE "
+                 "user_id > ?1 ORDER BY user_id LIMIT ?2) ORDER BY user_id "
+                 "LIMIT ?2"));
   select.Bind(1, after).Bind(2, limit);
   std::vector<std::string> users;
   while (true) {
