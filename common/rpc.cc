@@ -81,4 +81,24 @@ void RpcRunner::Finish(grpc::CallbackServerContext* context,
   reactor->Finish(result);
 }
 
+absl::Status RpcRunner::AuthenticateStream(grpc::CallbackServerContext* context,
+                                           CallContext* call) const {
+  CallStart start = Begin(context);
+  context->AddInitialMetadata("x-request-id", start.request_id);
+  return Authenticate(start, call);
+}
+
+void RpcRunner::LogStream(absl::string_view method, absl::Time start,
+                          const CallContext& call, const absl::Status& status) {
+  RpcLogEntry entry;
+  entry.method = method;
+  const std::string code = absl::StatusCodeToString(status.code());
+  entry.code = code;
+  entry.latency = absl::Now() - start;
+  entry.principal = call.principal.subject;
+  entry.request_id = call.request_id;
+  entry.error = status.message();
+  LogRpc(entry);
+}
+
 }  // namespace custos

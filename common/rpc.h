@@ -88,6 +88,15 @@ class RpcRunner {
     return reactor;
   }
 
+  // For streaming methods, which drive their own reactor: authenticates the
+  // call and sends back its x-request-id. The request id is in the returned
+  // context either way.
+  absl::Status AuthenticateStream(grpc::CallbackServerContext* context,
+                                  CallContext* call) const;
+  // One log line for a finished streaming call.
+  static void LogStream(absl::string_view method, absl::Time start,
+                        const CallContext& call, const absl::Status& status);
+
  private:
   struct CallStart {
     absl::Time time;

@@ -124,6 +124,7 @@ absl::Status ServeUntilTerminated(const ServerOptions& options,
         absl::StrCat(absl::ToInt64Seconds(options.shutdown_grace))}});
   // Readiness probes and load balancers see NOT_SERVING first.
   health->Shutdown();
+  if (options.on_shutdown) options.on_shutdown();
   server->Shutdown(std::chrono::system_clock::now() +
                    absl::ToChronoMilliseconds(options.shutdown_grace));
   server->Wait();

@@ -1,6 +1,7 @@
 #ifndef CUSTOS_COMMON_SERVER_H_
 #define CUSTOS_COMMON_SERVER_H_
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,9 @@ struct ServerOptions {
   absl::Duration shutdown_grace = absl::Seconds(10);
   // Fully-qualified gRPC service names, reported by grpc.health.v1.
   std::vector<std::string> health_service_names;
+  // Called when the drain starts, after health says NOT_SERVING: ends
+  // long-lived calls (streams) that would otherwise hold the drain open.
+  std::function<void()> on_shutdown;
 };
 
 // Blocks SIGTERM and SIGINT in the calling thread and every thread it starts

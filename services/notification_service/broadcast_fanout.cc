@@ -77,6 +77,7 @@ absl::Status BroadcastFanout::RunOnce() {
         return NotificationStore::AdvanceFanout(
             db, alert_id, page.next_page_token(), delivered);
       }));
+      if (hub_ != nullptr) hub_->Arrived(users);
       token = page.next_page_token();
       if (token.empty()) break;
     }

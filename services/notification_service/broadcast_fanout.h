@@ -9,6 +9,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/sqlite.h"
+#include "services/notification_service/inbox_stream.h"
 #include "services/notification_service/routing_source.h"
 
 namespace custos::notifications {
@@ -28,9 +29,14 @@ struct BroadcastFanoutOptions {
 class BroadcastFanout {
  public:
   // REQUIRES: all outlive this object.
-  BroadcastFanout(SqliteDatabase* db, RoutingSource* recipients,
+  // `hub` (may be null) hears of every page delivered.
+  BroadcastFanout(SqliteDatabase* db, RoutingSource* recipients, InboxHub* hub,
                   const Clock* clock, BroadcastFanoutOptions options)
-      : db_(db), recipients_(recipients), clock_(clock), options_(options) {}
+      : db_(db),
+        recipients_(recipients),
+        hub_(hub),
+        clock_(clock),
+        options_(options) {}
   ~BroadcastFanout() { Stop(); }
 
   // Starts the background loop (it resumes unfinished fan-outs at once).
@@ -45,6 +51,7 @@ class BroadcastFanout {
  private:
   SqliteDatabase* const db_;
   RoutingSource* const recipients_;
+  InboxHub* const hub_;
   const Clock* const clock_;
   const BroadcastFanoutOptions options_;
 

@@ -93,16 +93,17 @@ int main(int argc, char** argv) {
       &token, absl::Milliseconds(absl::GetFlag(FLAGS_peer_timeout_ms)));
   custos::notifications::BroadcastFanoutOptions fanout_options;
   fanout_options.page_size = absl::GetFlag(FLAGS_broadcast_page_size);
+  custos::notifications::InboxHub hub;
   custos::notifications::BroadcastFanout fanout(
-      db->get(), &routing, custos::RealClock::Get(), fanout_options);
+      db->get(), &routing, &hub, custos::RealClock::Get(), fanout_options);
   fanout.Start();  // resumes broadcasts a crash interrupted
   custos::RandomIdGenerator ids;
   custos::notifications::NotificationLogic logic(
-      db->get(), &routing, &fanout, custos::RealClock::Get(), &ids,
+      db->get(), &routing, &fanout, &hub, custos::RealClock::Get(), &ids,
       custos::notifications::NotificationLogicOptions());
   custos::Executor executor(absl::GetFlag(FLAGS_worker_threads));
-  custos::notifications::NotificationService service(&logic, &*verifier,
-                                                     &executor);
+  custos::notifications::NotificationService service(
+      &logic, &*verifier, &executor, db->get(), &hub);
 
   custos::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
@@ -113,6 +114,8 @@ int main(int argc, char** argv) {
       absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
   options.health_service_names = {
       "custos.notifications.v1.NotificationService"};
+  // Open streams end when the drain starts, telling clients to reconnect.
+  options.on_shutdown = [&hub] { hub.Shutdown(); };
   absl::Status status = custos::ServeUntilTerminated(options, {&service});
   executor.Shutdown();
   fanout.Stop();

@@ -65,12 +65,13 @@ std::string UserOf(absl::string_view member_name) {
 }  // namespace
 
 NotificationLogic::NotificationLogic(SqliteDatabase* db, RoutingSource* routing,
-                                     BroadcastFanout* fanout,
+                                     BroadcastFanout* fanout, InboxHub* hub,
                                      const Clock* clock, IdGenerator* ids,
                                      NotificationLogicOptions options)
     : db_(db),
       routing_(routing),
       fanout_(fanout),
+      hub_(hub),
       clock_(clock),
       ids_(ids),
       options_(std::move(options)) {}
@@ -158,12 +159,12 @@ absl::StatusOr<v1::Alert> NotificationLogic::PublishAlert(
   ASSIGN_OR_RETURN(customers::v1::CommunicationRouting routing,
                    routing_->Get(customer[0]));
   v1::Alert result;
+  std::vector<std::string> users;
   RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
     ASSIGN_OR_RETURN(bool replayed, Replayed(db, key, fingerprint, &result));
     if (replayed) return absl::OkStatus();
     ASSIGN_OR_RETURN(v1::PreviewRoutingResponse route,
                      Route(db, routing, request.category()));
-    std::vector<std::string> users;
     for (const auto& recipient : route.recipients()) {
       users.push_back(UserOf(recipient.user()));
     }
@@ -189,7 +190,26 @@ absl::StatusOr<v1::Alert> NotificationLogic::PublishAlert(
              ToAuditJson(result), now, call.request_id}));
     return Remember(db, key, fingerprint, result, now);
   }));
+  if (hub_ != nullptr) hub_->Arrived(users);
   return result;
+}
+
+absl::Status NotificationLogic::PrepareStream(
+    const CallContext& call, const v1::StreamNotificationsRequest& request,
+    std::string* user_id, int64_t* cursor) {
+  ASSIGN_OR_RETURN(*user_id,
+                   OwnUser(call, request.parent(), "users/*", "parent", false));
+  if (!request.resume_cursor().empty()) {
+    if (!absl::SimpleAtoi(request.resume_cursor(), cursor) || *cursor < 0) {
+      return InvalidField("resume_cursor",
+                          "must be a cursor this stream sent earlier");
+    }
+    return absl::OkStatus();
+  }
+  return db_->Read([&](SqliteConnection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(*cursor, NotificationStore::LastArrival(db, *user_id));
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<v1::Alert> NotificationLogic::PublishBroadcast(

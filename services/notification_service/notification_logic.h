@@ -1,6 +1,8 @@
 #ifndef CUSTOS_SERVICES_NOTIFICATION_SERVICE_NOTIFICATION_LOGIC_H_
 #define CUSTOS_SERVICES_NOTIFICATION_SERVICE_NOTIFICATION_LOGIC_H_
 
+#include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
@@ -12,6 +14,7 @@
 #include "custos/common/v1/audit.pb.h"
 #include "custos/notifications/v1/notifications_service.pb.h"
 #include "services/notification_service/broadcast_fanout.h"
+#include "services/notification_service/inbox_stream.h"
 #include "services/notification_service/routing_source.h"
 
 namespace custos::notifications {
@@ -32,9 +35,17 @@ class NotificationLogic {
  public:
   // REQUIRES: all outlive this object.
   // `fanout` delivers recorded broadcasts; it is woken after each one.
+  // `hub` (may be null) hears of every inbox that gained notifications.
   NotificationLogic(SqliteDatabase* db, RoutingSource* routing,
-                    BroadcastFanout* fanout, const Clock* clock,
+                    BroadcastFanout* fanout, InboxHub* hub, const Clock* clock,
                     IdGenerator* ids, NotificationLogicOptions options);
+
+  // Checks a StreamNotifications call: the user (only the inbox's owner
+  // streams it) and the position to start after (the newest notification
+  // when no cursor is given).
+  absl::Status PrepareStream(const CallContext& call,
+                             const v1::StreamNotificationsRequest& request,
+                             std::string* user_id, int64_t* cursor);
 
   absl::StatusOr<v1::Alert> PublishAlert(
       const CallContext& call, const v1::PublishAlertRequest& request);
@@ -70,6 +81,7 @@ class NotificationLogic {
   SqliteDatabase* const db_;
   RoutingSource* const routing_;
   BroadcastFanout* const fanout_;
+  InboxHub* const hub_;
   const Clock* const clock_;
   IdGenerator* const ids_;
   const NotificationLogicOptions options_;

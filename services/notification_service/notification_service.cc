@@ -1,8 +1,44 @@
 #include "services/notification_service/notification_service.h"
 
+#include "common/grpc_status.h"
 #include "common/status_macros.h"
 
 namespace custos::notifications {
+namespace {
+
+// A stream refused before it started: finishes at once, frees itself.
+class RefusedStream final
+    : public grpc::ServerWriteReactor<v1::StreamNotificationsResponse> {
+ public:
+  explicit RefusedStream(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::StreamNotificationsResponse>*
+NotificationService::StreamNotifications(
+    grpc::CallbackServerContext* context,
+    const v1::StreamNotificationsRequest* request) {
+  const absl::Time start = absl::Now();
+  CallContext call;
+  std::string user_id;
+  int64_t cursor = 0;
+  absl::Status status = runner_.AuthenticateStream(context, &call);
+  if (status.ok()) {
+    status = logic_->PrepareStream(call, *request, &user_id, &cursor);
+  }
+  if (!status.ok()) {
+    RpcRunner::LogStream("StreamNotifications", start, call, status);
+    return new RefusedStream(ToGrpcStatus(status));
+  }
+  auto stream = std::make_shared<InboxStream>(
+      db_, hub_, user_id, cursor, [call, start](const grpc::Status& done) {
+        RpcRunner::LogStream("StreamNotifications", start, call,
+                             FromGrpcStatus(done));
+      });
+  return InboxStream::Start(std::move(stream));
+}
 
 grpc::ServerUnaryReactor* NotificationService::PublishAlert(
     grpc::CallbackServerContext* context,

@@ -3,6 +3,7 @@
 
 #include "common/rpc.h"
 #include "custos/notifications/v1/notifications_service.grpc.pb.h"
+#include "services/notification_service/inbox_stream.h"
 #include "services/notification_service/notification_logic.h"
 
 namespace custos::notifications {
@@ -16,8 +17,12 @@ class NotificationService final
  public:
   // REQUIRES: all outlive the service.
   NotificationService(NotificationLogic* logic, const JwtVerifier* verifier,
-                      Executor* executor)
-      : logic_(logic), runner_(verifier, executor) {}
+                      Executor* executor, SqliteDatabase* db, InboxHub* hub)
+      : logic_(logic), runner_(verifier, executor), db_(db), hub_(hub) {}
+
+  grpc::ServerWriteReactor<v1::StreamNotificationsResponse>*
+  StreamNotifications(grpc::CallbackServerContext* context,
+                      const v1::StreamNotificationsRequest* request) override;
 
   grpc::ServerUnaryReactor* PublishAlert(grpc::CallbackServerContext* context,
                                          const v1::PublishAlertRequest* request,
@@ -56,6 +61,8 @@ class NotificationService final
  private:
   NotificationLogic* logic_;
   RpcRunner runner_;
+  SqliteDatabase* db_;
+  InboxHub* hub_;
 };
 
 }  // namespace custos::notifications

@@ -49,6 +49,9 @@ CREATE TABLE fanouts (
   done INTEGER NOT NULL DEFAULT 0
 );
 )sql"},
+      // The implicit rowid of inbox rows is their arrival order (writes are
+      // serialized and rows never deleted): the stream cursor.
+      {5, "CREATE INDEX inbox_arrival ON inbox(user_id);"},
   };
   return *migrations;
 }
@@ -209,6 +212,51 @@ absl::StatusOr<std::vector<v1::Notification>> NotificationStore::ListInbox(
         TimeUtil::MicrosecondsToTimestamp(select.ColumnInt64(7));
     rows.push_back(std::move(n));
   }
+}
+
+absl::StatusOr<std::vector<std::pair<int64_t, v1::Notification>>>
+NotificationStore::ListArrivedAfter(SqliteConnection& db,
+                                    const std::string& user_id, int64_t after,
+                                    int limit) {
+  ASSIGN_OR_RETURN(
+      SqliteStatement select,
+      db.Prepare("SELECT i.rowid, i.alert_id, a.customer_id, a.category, "
+                 "a.severity, a.title, a.body, i.read, i.create_micros, "
+                 "a.broadcast_kind FROM inbox i INDEXED BY inbox_arrival JOIN "
+                 "alerts a ON a.id = i.alert_id WHERE i.user_id = ?1 AND "
+                 "i.rowid > ?2 ORDER BY i.rowid LIMIT ?3"));
+  select.Bind(1, user_id).Bind(2, after).Bind(3, limit);
+  std::vector<std::pair<int64_t, v1::Notification>> rows;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) return rows;
+    v1::Notification n;
+    n.set_name(absl::StrCat("users/", user_id, "/notifications/",
+                            select.ColumnText(1)));
+    n.set_alert(absl::StrCat("alerts/", select.ColumnText(1)));
+    if (!select.ColumnText(2).empty()) {
+      n.set_customer(absl::StrCat("customers/", select.ColumnText(2)));
+    }
+    n.set_category(static_cast<v1::Category>(select.ColumnInt64(3)));
+    n.set_severity(static_cast<v1::Severity>(select.ColumnInt64(4)));
+    n.set_title(select.ColumnText(5));
+    n.set_body(select.ColumnText(6));
+    n.set_read(select.ColumnInt64(7) != 0);
+    *n.mutable_create_time() =
+        TimeUtil::MicrosecondsToTimestamp(select.ColumnInt64(8));
+    n.set_broadcast_kind(static_cast<v1::BroadcastKind>(select.ColumnInt64(9)));
+    rows.emplace_back(select.ColumnInt64(0), std::move(n));
+  }
+}
+
+absl::StatusOr<int64_t> NotificationStore::LastArrival(
+    SqliteConnection& db, const std::string& user_id) {
+  ASSIGN_OR_RETURN(SqliteStatement select,
+                   db.Prepare("SELECT COALESCE(MAX(rowid), 0) FROM inbox "
+                              "INDEXED BY inbox_arrival WHERE user_id = ?"));
+  select.Bind(1, user_id);
+  ASSIGN_OR_RETURN(bool row, select.Step());
+  return row ? select.ColumnInt64(0) : 0;
 }
 
 absl::StatusOr<int64_t> NotificationStore::MarkRead(

@@ -58,6 +58,14 @@ class NotificationStore {
   static absl::StatusOr<std::vector<v1::Notification>> ListInbox(
       SqliteConnection& db, const std::string& user_id, bool unread_only,
       const std::optional<std::pair<int64_t, std::string>>& before, int limit);
+  // In arrival order, after position `after` (0: from the start), with
+  // their positions.
+  static absl::StatusOr<std::vector<std::pair<int64_t, v1::Notification>>>
+  ListArrivedAfter(SqliteConnection& db, const std::string& user_id,
+                   int64_t after, int limit);
+  // Position of the newest notification of the inbox (0 when empty).
+  static absl::StatusOr<int64_t> LastArrival(SqliteConnection& db,
+                                             const std::string& user_id);
   // Returns how many changed from unread to read; every one when
   // `alert_ids` is empty.
   static absl::StatusOr<int64_t> MarkRead(

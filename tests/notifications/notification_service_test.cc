@@ -466,6 +466,59 @@ TEST_F(NotificationServiceTest,
   EXPECT_EQ(FieldOf(status), "kind");
 }
 
+TEST_F(NotificationServiceTest,
+       R12_StreamDeliversLiveAndResumesWithoutGapsOrDuplicates) {
+  v1::StreamNotificationsRequest r;
+  r.set_parent("users/alice");
+  auto context = As(Token("alice"));
+  auto reader = stub_->StreamNotifications(context.get(), r);
+  reader->WaitForInitialMetadata();  // the stream is live
+  std::vector<std::string> published;
+  for (int i = 0; i < 3; ++i) {
+    v1::Alert alert;
+    ASSERT_TRUE(Publish("umbrella", v1::CATEGORY_PRODUCT, &alert).ok());
+    published.push_back(alert.name());
+  }
+  std::vector<std::string> received;
+  std::string cursor;
+  v1::StreamNotificationsResponse item;
+  while (received.size() < 3 && reader->Read(&item)) {
+    received.push_back(item.notification().alert());
+    cursor = item.cursor();
+  }
+  EXPECT_EQ(received, published);
+  // Disconnect, miss three, reconnect with the last cursor.
+  context->TryCancel();
+  reader->Finish().IgnoreError();
+  std::vector<std::string> missed;
+  for (int i = 0; i < 3; ++i) {
+    v1::Alert alert;
+    ASSERT_TRUE(Publish("umbrella", v1::CATEGORY_ACCOUNT, &alert).ok());
+    missed.push_back(alert.name());
+  }
+  r.set_resume_cursor(cursor);
+  auto again_context = As(Token("alice"));
+  auto again = stub_->StreamNotifications(again_context.get(), r);
+  received.clear();
+  while (received.size() < 3 && again->Read(&item)) {
+    received.push_back(item.notification().alert());
+  }
+  EXPECT_EQ(received, missed);
+  again_context->TryCancel();
+  again->Finish().IgnoreError();
+
+  // Only the owner streams an inbox; a bad cursor names the field.
+  auto other_context = As(Token("peter"));
+  auto other = stub_->StreamNotifications(other_context.get(), r);
+  EXPECT_FALSE(other->Read(&item));
+  EXPECT_EQ(other->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  r.set_resume_cursor("later");
+  auto bad_context = As(Token("alice"));
+  auto bad = stub_->StreamNotifications(bad_context.get(), r);
+  EXPECT_FALSE(bad->Read(&item));
+  EXPECT_EQ(FieldOf(bad->Finish()), "resume_cursor");
+}
+
 // kill -9 in the middle of a 100,000-recipient broadcast; after a restart
 // every recipient has it exactly once.
 class BroadcastCrashTest : public NotificationServiceTest {
