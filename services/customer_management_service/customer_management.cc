@@ -1167,7 +1167,15 @@ CustomerManagement::ListBroadcastRecipients(
     const CallContext& call,
     const v1::ListBroadcastRecipientsRequest& request) {
   RETURN_IF_ERROR(RequireService(call.principal, "ListBroadcastRecipients"));
-  ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size()));
+  // Bigger pages than other lists: a broadcast walks every user, and each
+  // page is a round trip (bare ids, ~20 bytes each).
+  constexpr int kMaxRecipientsPage = 10000;
+  if (request.page_size() < 0) {
+    return InvalidField("page_size", "must not be negative");
+  }
+  const int page_size = request.page_size() == 0
+                            ? 1000
+                            : std::min(request.page_size(), kMaxRecipientsPage);
   const std::string query = "broadcast-recipients";
   std::string after;
   if (!request.page_token().empty()) {

@@ -15,8 +15,8 @@
 namespace custos::notifications {
 
 struct BroadcastFanoutOptions {
-  // Recipients fetched and delivered per transaction. Default: 1000.
-  int page_size = 1000;
+  // Recipients fetched and delivered per transaction. Default: 5000.
+  int page_size = 5000;
   // Pause after CustomerManagementService failed to answer. Default: 1 s.
   absl::Duration retry_after = absl::Seconds(1);
 };

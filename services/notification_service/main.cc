@@ -29,7 +29,7 @@ ABSL_FLAG(int, peer_timeout_ms, 1000, "deadline of calls to peer services");
 ABSL_FLAG(std::string, service_token_file, "",
           "JWT with role `service` presented to peers; re-read when it "
           "changes");
-ABSL_FLAG(int, broadcast_page_size, 1000,
+ABSL_FLAG(int, broadcast_page_size, 5000,
           "broadcast recipients fetched and delivered per transaction");
 ABSL_FLAG(std::string, jwt_hs256_secret_file, "",
           "file holding the HS256 token secret");
