@@ -24,6 +24,11 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_due ON outbox(next_attempt_micros, id);
 )sql";
 
+const char kOutboxByDestinationSchema[] = R"sql(
+DROP INDEX outbox_due;
+CREATE INDEX outbox_due ON outbox(destination, next_attempt_micros, id);
+)sql";
+
 absl::Status EnqueueOutbox(SqliteConnection& db, absl::string_view destination,
                            absl::string_view method,
                            const google::protobuf::Message& payload,
@@ -41,8 +46,13 @@ absl::Status EnqueueOutbox(SqliteConnection& db, absl::string_view destination,
 }
 
 OutboxWorker::OutboxWorker(SqliteDatabase* db, const Clock* clock,
-                           OutboxOptions options, Deliver deliver)
-    : db_(db), clock_(clock), options_(options), deliver_(std::move(deliver)) {}
+                           std::string destination, OutboxOptions options,
+                           Deliver deliver)
+    : db_(db),
+      clock_(clock),
+      destination_(std::move(destination)),
+      options_(options),
+      deliver_(std::move(deliver)) {}
 
 OutboxWorker::~OutboxWorker() { Stop(); }
 
@@ -106,10 +116,11 @@ absl::Status OutboxWorker::DeliverDue(absl::Time give_up) {
       ASSIGN_OR_RETURN(
           SqliteStatement select,
           db.Prepare("SELECT id, destination, method, payload, attempts FROM "
-                     "outbox WHERE next_attempt_micros <= ? ORDER BY id "
-                     "LIMIT ?"));
-      select.Bind(1, absl::ToUnixMicros(clock_->Now()))
-          .Bind(2, options_.batch_size);
+                     "outbox WHERE destination = ?1 AND next_attempt_micros "
+                     "<= ?2 ORDER BY id LIMIT ?3"));
+      select.Bind(1, destination_)
+          .Bind(2, absl::ToUnixMicros(clock_->Now()))
+          .Bind(3, options_.batch_size);
       while (true) {
         ASSIGN_OR_RETURN(bool row, select.Step());
         if (!row) break;
@@ -165,7 +176,9 @@ absl::StatusOr<int64_t> OutboxWorker::Depth() {
   int64_t depth = 0;
   RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
     ASSIGN_OR_RETURN(SqliteStatement count,
-                     db.Prepare("SELECT COUNT(*) FROM outbox"));
+                     db.Prepare("SELECT COUNT(*) FROM outbox WHERE "
+                                "destination = ?"));
+    count.Bind(1, destination_);
     ASSIGN_OR_RETURN(bool row, count.Step());
     if (row) depth = count.ColumnInt64(0);
     return absl::OkStatus();

@@ -19,8 +19,11 @@
 
 namespace custos {
 
-// The outbox table; add it to the migrations of a service that sends.
+// The outbox table; add both to the migrations of a service that sends.
 extern const char kOutboxSchema[];
+// Each destination is delivered on its own (OutboxWorker), so one peer's
+// outage never holds up another's messages.
+extern const char kOutboxByDestinationSchema[];
 
 // A call to make to a peer service, written in the same transaction as the
 // change it announces (DESIGN §1).
@@ -49,7 +52,8 @@ struct OutboxOptions {
   int batch_size = 100;
 };
 
-// Delivers outbox messages in id order, at least once, until acknowledged:
+// Delivers one destination's outbox messages in id order, at least once,
+// until acknowledged:
 // a delivered message is deleted; a failed one is retried after a backoff
 // (its attempts and last error recorded), forever — receivers are idempotent.
 // Delivery stops at the first failure of a pass, so a peer that is down is
@@ -61,8 +65,8 @@ class OutboxWorker {
   using Deliver = std::function<absl::Status(const OutboxMessage&)>;
 
   // REQUIRES: `db` and `clock` outlive the worker.
-  OutboxWorker(SqliteDatabase* db, const Clock* clock, OutboxOptions options,
-               Deliver deliver);
+  OutboxWorker(SqliteDatabase* db, const Clock* clock, std::string destination,
+               OutboxOptions options, Deliver deliver);
   // Stops.
   ~OutboxWorker();
 
@@ -79,7 +83,7 @@ class OutboxWorker {
   // peer is backing off after a failure (the loop retries).
   absl::Status DeliverPending(absl::Duration deadline);
 
-  // Messages not yet delivered.
+  // Messages for this destination not yet delivered.
   absl::StatusOr<int64_t> Depth();
 
  private:
@@ -88,6 +92,7 @@ class OutboxWorker {
 
   SqliteDatabase* const db_;
   const Clock* const clock_;
+  const std::string destination_;
   const OutboxOptions options_;
   const Deliver deliver_;
 

@@ -158,13 +158,15 @@ struct Changes {
 
 AccessLogic::AccessLogic(SqliteDatabase* db, const Policy* policy,
                          PermissionEngine* engine, const Clock* clock,
-                         IdGenerator* ids, AccessLogicOptions options)
+                         IdGenerator* ids, AccessLogicOptions options,
+                         OutboxWorker* notifications_outbox)
     : db_(db),
       policy_(policy),
       engine_(engine),
       clock_(clock),
       ids_(ids),
-      options_(options) {}
+      options_(options),
+      notices_(notifications_outbox) {}
 
 absl::Status AccessLogic::Start() {
   int64_t seq = 0;
@@ -197,17 +199,16 @@ absl::Status WriteAndPublish(SqliteDatabase* database, PermissionEngine* engine,
 }
 
 // R6: after a change that may have removed the site's last administrator.
-absl::Status HandOverIfNoAdministrator(SqliteConnection& db,
-                                       const std::string& site_id,
-                                       const std::string& actor,
-                                       const std::string& request_id,
-                                       absl::Time now) {
+absl::Status HandOverIfNoAdministrator(
+    SqliteConnection& db, AccessNotices& notices, const std::string& site_id,
+    const std::string& actor, const std::string& request_id, absl::Time now) {
   ASSIGN_OR_RETURN(int64_t admins,
                    AccessStore::CountAdministrators(db, site_id));
   if (admins > 0) return absl::OkStatus();
   ASSIGN_OR_RETURN(int64_t moved,
                    AccessStore::MovePendingToCustomerCare(db, site_id));
   if (moved == 0) return absl::OkStatus();
+  RETURN_IF_ERROR(notices.HandedOver(db, SiteName(site_id), moved, now));
   return AppendAuditEvent(
       db, {actor, "HandOverAccessRequestsToCustomerCare", SiteName(site_id), "",
            absl::StrCat("{\"moved\":", moved, "}"), now, request_id});
@@ -508,8 +509,9 @@ absl::StatusOr<v1::SiteMember> AccessLogic::UpdateSiteMember(
                          AccessStore::BumpSiteVersion(db, ids[0], now));
         changes.sites.push_back({ids[0], version});
         if (member->role() == v1::SITE_ROLE_SITE_ADMINISTRATOR) {
-          RETURN_IF_ERROR(HandOverIfNoAdministrator(
-              db, ids[0], call.principal.subject, call.request_id, now));
+          RETURN_IF_ERROR(HandOverIfNoAdministrator(db, notices_, ids[0],
+                                                    call.principal.subject,
+                                                    call.request_id, now));
         }
         ASSIGN_OR_RETURN(auto stored,
                          AccessStore::FindMember(db, ids[0], ids[1]));
@@ -520,6 +522,7 @@ absl::StatusOr<v1::SiteMember> AccessLogic::UpdateSiteMember(
              ToAuditJson(*member), ToAuditJson(result), now, call.request_id});
       },
       &changes));
+  notices_.Wake();
   result.set_consistency_token(absl::StrCat(changes.seq));
   return result;
 }
@@ -550,14 +553,16 @@ absl::StatusOr<v1::DeleteSiteMemberResponse> AccessLogic::DeleteSiteMember(
                          AccessStore::BumpSiteVersion(db, ids[0], now));
         changes.sites.push_back({ids[0], version});
         if (member->role() == v1::SITE_ROLE_SITE_ADMINISTRATOR) {
-          RETURN_IF_ERROR(HandOverIfNoAdministrator(
-              db, ids[0], call.principal.subject, call.request_id, now));
+          RETURN_IF_ERROR(HandOverIfNoAdministrator(db, notices_, ids[0],
+                                                    call.principal.subject,
+                                                    call.request_id, now));
         }
         return AppendAuditEvent(
             db, {call.principal.subject, "DeleteSiteMember", member->name(),
                  ToAuditJson(*member), "", now, call.request_id});
       },
       &changes));
+  notices_.Wake();
   v1::DeleteSiteMemberResponse response;
   response.set_consistency_token(absl::StrCat(changes.seq));
   return response;
@@ -641,6 +646,10 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::CreateAccessRequest(
         *created.mutable_expire_time() = TimeUtil::MicrosecondsToTimestamp(
             absl::ToUnixMicros(now + options_.request_ttl));
         RETURN_IF_ERROR(AccessStore::InsertRequest(db, ids[0], id, created));
+        ASSIGN_OR_RETURN(std::vector<std::string> administrators,
+                         AccessStore::ListAdministrators(db, ids[0]));
+        RETURN_IF_ERROR(
+            notices_.RequestCreated(db, created, administrators, now));
         result = created;
         RETURN_IF_ERROR(AppendAuditEvent(
             db, {requester, "CreateAccessRequest", result.name(), "",
@@ -648,6 +657,7 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::CreateAccessRequest(
         return Remember(db, key, fingerprint, result, now);
       },
       &changes));
+  notices_.Wake();
   result.set_consistency_token(absl::StrCat(changes.seq));
   return result;
 }
@@ -826,6 +836,7 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::Decide(
             TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now));
         RETURN_IF_ERROR(
             AccessStore::UpdateRequest(db, ids[0], ids[1], decided));
+        RETURN_IF_ERROR(notices_.RequestDecided(db, decided, now));
         if (decision == v1::AccessRequest::STATE_APPROVED) {
           const std::string requester(LastSegment(decided.requester()));
           ASSIGN_OR_RETURN(auto member,
@@ -836,8 +847,9 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::Decide(
                            AccessStore::BumpSiteVersion(db, ids[0], now));
           changes.sites.push_back({ids[0], version});
           if (member && member->role() == v1::SITE_ROLE_SITE_ADMINISTRATOR) {
-            RETURN_IF_ERROR(HandOverIfNoAdministrator(
-                db, ids[0], call.principal.subject, call.request_id, now));
+            RETURN_IF_ERROR(HandOverIfNoAdministrator(db, notices_, ids[0],
+                                                      call.principal.subject,
+                                                      call.request_id, now));
           }
         }
         result = decided;
@@ -847,6 +859,7 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::Decide(
              ToAuditJson(result), now, call.request_id});
       },
       &changes));
+  notices_.Wake();
   result.set_consistency_token(absl::StrCat(changes.seq));
   return result;
 }
@@ -909,10 +922,19 @@ absl::StatusOr<int> AccessLogic::ExpireRequests() {
           RETURN_IF_ERROR(
               AppendAuditEvent(db, {"system", "ExpireAccessRequest", name, "",
                                     "{\"state\":\"STATE_EXPIRED\"}", now, ""}));
+          ASSIGN_OR_RETURN(
+              auto ids,
+              ParseResourceName(name, "sites/*/accessRequests/*", "name"));
+          ASSIGN_OR_RETURN(auto request,
+                           AccessStore::FindRequest(db, ids[0], ids[1]));
+          if (request) {
+            RETURN_IF_ERROR(notices_.RequestDecided(db, *request, now));
+          }
         }
         return absl::OkStatus();
       },
       &changes));
+  notices_.Wake();
   return expired;
 }
 

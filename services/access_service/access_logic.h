@@ -12,6 +12,7 @@
 #include "common/sqlite.h"
 #include "custos/access/v1/access_service.pb.h"
 #include "custos/common/v1/audit.pb.h"
+#include "services/access_service/access_notices.h"
 #include "services/access_service/permission_engine.h"
 #include "services/access_service/policy.h"
 
@@ -34,10 +35,12 @@ struct AccessLogicOptions {
 // Thread-safe.
 class AccessLogic {
  public:
-  // REQUIRES: all outlive this object.
+  // REQUIRES: all outlive this object. `notifications_outbox` (may be
+  // null) delivers R8 notices to NotificationService.
   AccessLogic(SqliteDatabase* db, const Policy* policy,
               PermissionEngine* engine, const Clock* clock, IdGenerator* ids,
-              AccessLogicOptions options);
+              AccessLogicOptions options,
+              OutboxWorker* notifications_outbox = nullptr);
 
   // Loads what the engine must know before the first check.
   absl::Status Start();
@@ -135,6 +138,7 @@ class AccessLogic {
   const Clock* const clock_;
   IdGenerator* const ids_;
   const AccessLogicOptions options_;
+  AccessNotices notices_;
 };
 
 }  // namespace custos::access

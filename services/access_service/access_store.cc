@@ -8,6 +8,7 @@
 #include "absl/strings/strip.h"
 #include "common/audit_store.h"
 #include "common/idempotency_store.h"
+#include "common/outbox.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -80,6 +81,8 @@ CREATE TABLE customer_versions (
   version INTEGER NOT NULL
 );
 )sql"},
+      {4, kOutboxSchema},
+      {5, kOutboxByDestinationSchema},
   };
   return *migrations;
 }
@@ -305,6 +308,16 @@ absl::Status AccessStore::DeleteMember(SqliteConnection& db,
       SqliteStatement remove,
       db.Prepare("DELETE FROM site_members WHERE site_id = ? AND user_id = ?"));
   return remove.Bind(1, site_id).Bind(2, user_id).Run();
+}
+
+absl::StatusOr<std::vector<std::string>> AccessStore::ListAdministrators(
+    SqliteConnection& db, const std::string& site_id) {
+  ASSIGN_OR_RETURN(SqliteStatement select,
+                   db.Prepare("SELECT user_id FROM site_members WHERE "
+                              "site_id = ? AND role = 3 ORDER BY user_id"));
+  select.Bind(1, site_id);
+  return AllRows<std::string>(
+      select, [](const SqliteStatement& row) { return row.ColumnText(0); });
 }
 
 absl::StatusOr<int64_t> AccessStore::CountAdministrators(

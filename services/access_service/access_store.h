@@ -72,6 +72,9 @@ class AccessStore {
   static absl::Status DeleteMember(SqliteConnection& db,
                                    const std::string& site_id,
                                    const std::string& user_id);
+  // User ids of the site's administrators, in order.
+  static absl::StatusOr<std::vector<std::string>> ListAdministrators(
+      SqliteConnection& db, const std::string& site_id);
   static absl::StatusOr<int64_t> CountAdministrators(
       SqliteConnection& db, const std::string& site_id);
 

@@ -1,6 +1,7 @@
 // access_service: sites, members and roles, access requests and approvals,
 // pilots, and permission checks cached in Redis (DESIGN §1, R1, R5-R9).
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -12,6 +13,7 @@
 #include "common/flags.h"
 #include "common/ids.h"
 #include "common/json_log.h"
+#include "common/peer_delivery.h"
 #include "common/redis_client.h"
 #include "common/server.h"
 #include "common/service_token.h"
@@ -37,6 +39,9 @@ ABSL_FLAG(int, redis_timeout_ms, 50,
 ABSL_FLAG(std::string, customers_address, "127.0.0.1:50052",
           "customer_management_service, for customers/{c} checks");
 ABSL_FLAG(int, peer_timeout_ms, 500, "deadline of calls to peer services");
+ABSL_FLAG(std::string, notifications_address, "",
+          "notification_service host:port, told of access requests and "
+          "decisions (R8) through the outbox; empty = none");
 ABSL_FLAG(std::string, service_token_file, "",
           "JWT with role `service` presented to peers; re-read when it "
           "changes");
@@ -123,12 +128,24 @@ int main(int argc, char** argv) {
   custos::access::PermissionEngine engine(db->get(), policy->get(), &customers,
                                           &redis, custos::RealClock::Get(),
                                           engine_options);
+  // R8 notices go out through the outbox (DESIGN §1).
+  std::unique_ptr<custos::OutboxWorker> notifications_outbox;
+  if (const std::string address = absl::GetFlag(FLAGS_notifications_address);
+      !address.empty()) {
+    notifications_outbox = std::make_unique<custos::OutboxWorker>(
+        db->get(), custos::RealClock::Get(), "notifications",
+        custos::OutboxOptions(),
+        custos::PeerDelivery(
+            custos::PeerChannel(address), &token,
+            absl::Milliseconds(absl::GetFlag(FLAGS_peer_timeout_ms))));
+    notifications_outbox->Start();
+  }
   custos::RandomIdGenerator ids;
   custos::access::AccessLogicOptions logic_options;
   logic_options.request_ttl = absl::GetFlag(FLAGS_access_request_ttl);
   custos::access::AccessLogic logic(db->get(), policy->get(), &engine,
                                     custos::RealClock::Get(), &ids,
-                                    logic_options);
+                                    logic_options, notifications_outbox.get());
   if (absl::Status started = logic.Start(); !started.ok()) {
     Die("cannot start: " + started.ToString());
   }
@@ -162,6 +179,7 @@ int main(int argc, char** argv) {
   executor.Shutdown();
   stop_sweeper.Notify();
   sweeper.join();
+  if (notifications_outbox) notifications_outbox->Stop();
   if (!status.ok()) Die(status.ToString());
   custos::FlushLogs();
   return 0;

@@ -17,6 +17,7 @@
 #include "common/resource_name.h"
 #include "common/status_macros.h"
 #include "custos/access/v1/access_service.pb.h"
+#include "custos/notifications/v1/notifications_service.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "services/customer_management_service/customer_store.h"
@@ -321,7 +322,33 @@ absl::Status CustomerManagement::AnnouncePartner(SqliteConnection& db,
   return absl::OkStatus();
 }
 
+constexpr char kPublishAlert[] =
+    "/custos.notifications.v1.NotificationService/PublishAlert";
+
+absl::Status CustomerManagement::AnnounceSettingsChange(
+    SqliteConnection& db, const v1::Customer& before, const v1::Customer& after,
+    const std::string& actor, absl::Time now) {
+  if (notifications_outbox_ == nullptr) return absl::OkStatus();
+  custos::notifications::v1::PublishAlertRequest alert;
+  alert.set_customer(after.name());
+  alert.set_category(custos::notifications::v1::CATEGORY_ACCOUNT);
+  alert.set_severity(custos::notifications::v1::SEVERITY_INFO);
+  alert.set_title(absl::StrCat("Management settings of ", after.display_name(),
+                               " changed"));
+  alert.set_body(absl::StrCat(
+      "Management type: ", v1::ManagementType_Name(before.management_type()),
+      " -> ", v1::ManagementType_Name(after.management_type()),
+      "; communications: ", v1::Communications_Name(before.communications()),
+      " -> ", v1::Communications_Name(after.communications()),
+      ". Changed by users/", actor, "."));
+  // One alert per version: the outbox may deliver it more than once.
+  alert.set_request_id(
+      absl::StrCat("settings:", after.name(), ":v", after.version()));
+  return EnqueueOutbox(db, "notifications", kPublishAlert, alert, now);
+}
+
 void CustomerManagement::DeliverAnnouncements() {
+  if (notifications_outbox_ != nullptr) notifications_outbox_->Wake();
   if (outbox_ == nullptr) return;
   // A failure is the outbox's to retry; the write itself has succeeded.
   outbox_->DeliverPending(kAnnounceDeadline).IgnoreError();
@@ -784,6 +811,8 @@ absl::StatusOr<v1::Customer> CustomerManagement::SetManagementSettings(
     RETURN_IF_ERROR(AnnounceCustomer(db, ids[0], false, now));
     ASSIGN_OR_RETURN(auto stored, CustomerStore::FindCustomer(db, ids[0]));
     result = *stored;
+    RETURN_IF_ERROR(AnnounceSettingsChange(db, current, result,
+                                           call.principal.subject, now));
     return AppendAuditEvent(
         db, {call.principal.subject, "SetManagementSettings", result.name(),
              ToAuditJson(current), ToAuditJson(result), now, call.request_id});

@@ -34,9 +34,17 @@ class CustomerManagement {
   // (custos.access.v1.AccessService/NotifyCustomerChanged): written in the
   // change's transaction and delivered before the change is acknowledged
   // when AccessService answers in time, retried by the outbox otherwise.
+  // `notifications_outbox`, when given, carries management-settings changes
+  // to NotificationService as account alerts for the customer (routed by
+  // R2 like any alert), delivered in the background.
   CustomerManagement(SqliteDatabase* database, const Clock* clock,
-                     IdGenerator* ids, OutboxWorker* access_outbox = nullptr)
-      : db_(database), clock_(clock), ids_(ids), outbox_(access_outbox) {}
+                     IdGenerator* ids, OutboxWorker* access_outbox = nullptr,
+                     OutboxWorker* notifications_outbox = nullptr)
+      : db_(database),
+        clock_(clock),
+        ids_(ids),
+        outbox_(access_outbox),
+        notifications_outbox_(notifications_outbox) {}
 
   absl::StatusOr<v1::Partner> CreatePartner(
       const CallContext& call, const v1::CreatePartnerRequest& request);
@@ -109,6 +117,12 @@ class CustomerManagement {
   // Inside a write: announces every customer of the partner.
   absl::Status AnnouncePartner(SqliteConnection& db,
                                const std::string& partner_id, absl::Time now);
+  // Inside a write: an account alert telling the customer's recipients
+  // (R2) that its management settings changed from `before` to `after`.
+  absl::Status AnnounceSettingsChange(SqliteConnection& db,
+                                      const v1::Customer& before,
+                                      const v1::Customer& after,
+                                      const std::string& actor, absl::Time now);
   // After a write committed: tries to deliver what it announced.
   void DeliverAnnouncements();
 
@@ -116,6 +130,7 @@ class CustomerManagement {
   const Clock* clock_;
   IdGenerator* ids_;
   OutboxWorker* outbox_;
+  OutboxWorker* notifications_outbox_;
 };
 
 }  // namespace custos::customers

@@ -72,6 +72,7 @@ CREATE TABLE customer_users (
 CREATE INDEX customer_users_by_user ON customer_users(user_id);
 )sql"},
       {4, kOutboxSchema},
+      {5, kOutboxByDestinationSchema},
   };
   return *migrations;
 }

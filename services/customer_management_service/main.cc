@@ -9,15 +9,12 @@
 #include "common/auth.h"
 #include "common/executor.h"
 #include "common/flags.h"
-#include "common/grpc_status.h"
 #include "common/ids.h"
 #include "common/json_log.h"
 #include "common/outbox.h"
+#include "common/peer_delivery.h"
 #include "common/server.h"
 #include "common/service_token.h"
-#include "custos/access/v1/access_service.grpc.pb.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
 #include "services/customer_management_service/customer_management.h"
 #include "services/customer_management_service/customer_management_service.h"
 #include "services/customer_management_service/customer_store.h"
@@ -41,6 +38,9 @@ ABSL_FLAG(int, worker_threads, 8, "threads running handlers and SQLite work");
 ABSL_FLAG(std::string, access_address, "",
           "access_service host:port, told about customer changes through the "
           "outbox; empty = none");
+ABSL_FLAG(std::string, notifications_address, "",
+          "notification_service host:port, sent account alerts when "
+          "management settings change, through the outbox; empty = none");
 ABSL_FLAG(std::string, service_token_file, "",
           "JWT with role `service` presented to peers; re-read when it "
           "changes");
@@ -85,35 +85,30 @@ int main(int argc, char** argv) {
   auto db = custos::customers::CustomerStore::Open(database.substr(7));
   if (!db.ok()) Die("cannot open database: " + db.status().ToString());
 
-  // The outbox to AccessService (DESIGN §1). Peer channels are plaintext
-  // for now; TLS to peers comes with the deployment issue.
+  // Outboxes to the peers (DESIGN §1), one worker per peer so that one
+  // peer's outage never delays another's messages.
   custos::ServiceToken token(absl::GetFlag(FLAGS_service_token_file));
-  std::unique_ptr<custos::access::v1::AccessService::Stub> access;
-  std::unique_ptr<custos::OutboxWorker> outbox;
-  if (const std::string address = absl::GetFlag(FLAGS_access_address);
-      !address.empty()) {
-    access = custos::access::v1::AccessService::NewStub(
-        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-    const absl::Duration timeout =
-        absl::Milliseconds(absl::GetFlag(FLAGS_peer_timeout_ms));
-    outbox = std::make_unique<custos::OutboxWorker>(
-        db->get(), custos::RealClock::Get(), custos::OutboxOptions(),
-        [&access, &token, timeout](const custos::OutboxMessage& message) {
-          custos::access::v1::NotifyCustomerChangedRequest request;
-          if (!request.ParseFromString(message.payload)) {
-            return absl::InternalError("corrupt outbox payload");
-          }
-          custos::access::v1::NotifyCustomerChangedResponse response;
-          grpc::ClientContext context;
-          token.Prepare(&context, timeout);
-          return custos::FromGrpcStatus(
-              access->NotifyCustomerChanged(&context, request, &response));
-        });
-    outbox->Start();
-  }
+  const absl::Duration timeout =
+      absl::Milliseconds(absl::GetFlag(FLAGS_peer_timeout_ms));
+  auto outbox_to = [&](const std::string& destination,
+                       const std::string& address) {
+    std::unique_ptr<custos::OutboxWorker> worker;
+    if (address.empty()) return worker;
+    worker = std::make_unique<custos::OutboxWorker>(
+        db->get(), custos::RealClock::Get(), destination,
+        custos::OutboxOptions(),
+        custos::PeerDelivery(custos::PeerChannel(address), &token, timeout));
+    worker->Start();
+    return worker;
+  };
+  std::unique_ptr<custos::OutboxWorker> access_outbox =
+      outbox_to("access", absl::GetFlag(FLAGS_access_address));
+  std::unique_ptr<custos::OutboxWorker> notifications_outbox =
+      outbox_to("notifications", absl::GetFlag(FLAGS_notifications_address));
   custos::RandomIdGenerator ids;
   custos::customers::CustomerManagement logic(
-      db->get(), custos::RealClock::Get(), &ids, outbox.get());
+      db->get(), custos::RealClock::Get(), &ids, access_outbox.get(),
+      notifications_outbox.get());
   custos::Executor executor(absl::GetFlag(FLAGS_worker_threads));
   custos::customers::CustomerManagementService service(&logic, &*verifier,
                                                        &executor);
@@ -129,7 +124,8 @@ int main(int argc, char** argv) {
       "custos.customers.v1.CustomerManagementService"};
   absl::Status status = custos::ServeUntilTerminated(options, {&service});
   executor.Shutdown();
-  if (outbox) outbox->Stop();
+  if (access_outbox) access_outbox->Stop();
+  if (notifications_outbox) notifications_outbox->Stop();
   if (!status.ok()) Die(status.ToString());
   custos::FlushLogs();
   return 0;

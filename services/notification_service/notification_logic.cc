@@ -7,6 +7,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/audit_store.h"
 #include "common/auth.h"
 #include "common/grpc_status.h"
@@ -56,6 +57,25 @@ absl::StatusOr<std::string> OwnUser(const CallContext& call,
     return Denied("use", name);
   }
   return ids[0];
+}
+
+// The Customer Care queue's shared inbox (R8).
+constexpr char kCustomerCareQueue[] = "queues/customer-care";
+constexpr int kMaxNotifyRecipients = 1000;
+constexpr size_t kMaxSubjectBytes = 500;
+
+// The inbox `parent` names: a user's own (staff may read it when
+// `staff_may`), or the Customer Care queue's, which is Customer Care's.
+absl::StatusOr<std::string> OwnInbox(const CallContext& call,
+                                     absl::string_view parent,
+                                     absl::string_view field, bool staff_may) {
+  if (parent == kCustomerCareQueue) {
+    if (!call.principal.HasRole(kRoleCustomerCare)) {
+      return Denied("use", parent);
+    }
+    return std::string(kCustomerCareQueue);
+  }
+  return OwnUser(call, parent, "users/*", field, staff_may);
 }
 
 std::string UserOf(absl::string_view member_name) {
@@ -194,11 +214,90 @@ absl::StatusOr<v1::Alert> NotificationLogic::PublishAlert(
   return result;
 }
 
+absl::StatusOr<v1::Alert> NotificationLogic::Notify(
+    const CallContext& call, const v1::NotifyRequest& request) {
+  if (!call.principal.HasRole(kRoleService)) return Denied("notify", "users");
+  if (request.recipients().empty() ||
+      request.recipients_size() > kMaxNotifyRecipients) {
+    return InvalidField(
+        "recipients",
+        absl::StrCat("must name 1 to ", kMaxNotifyRecipients, " recipients"));
+  }
+  std::vector<std::string> inboxes;
+  absl::flat_hash_set<std::string> seen;
+  for (const std::string& recipient : request.recipients()) {
+    std::string inbox;
+    if (recipient == kCustomerCareQueue) {
+      inbox = kCustomerCareQueue;
+    } else {
+      auto user = ParseResourceName(recipient, "users/*", "recipients");
+      if (!user.ok()) {
+        return InvalidField(
+            "recipients",
+            absl::StrCat("\"", recipient, "\" is neither users/{user} nor ",
+                         kCustomerCareQueue));
+      }
+      inbox = (*user)[0];
+    }
+    if (seen.insert(inbox).second) inboxes.push_back(std::move(inbox));
+  }
+  RETURN_IF_ERROR(ValidateCategory("category", request.category()));
+  if (request.severity() == v1::SEVERITY_UNSPECIFIED ||
+      !v1::Severity_IsValid(request.severity())) {
+    return InvalidField("severity", "must be a SEVERITY_* value");
+  }
+  RETURN_IF_ERROR(ValidateDisplayName("title", request.title(), true));
+  if (request.body().size() > kMaxBodyBytes) {
+    return InvalidField(
+        "body", absl::StrCat("must be at most ", kMaxBodyBytes, " bytes"));
+  }
+  if (request.subject().size() > kMaxSubjectBytes) {
+    return InvalidField("subject", absl::StrCat("must be at most ",
+                                                kMaxSubjectBytes, " bytes"));
+  }
+  if (request.request_id().empty()) {
+    return InvalidField("request_id",
+                        "is required: senders retry, and a repeat must not "
+                        "notify twice");
+  }
+  RETURN_IF_ERROR(ValidateRequestId(request.request_id()));
+  const IdempotencyKey key{call.principal.subject, "Notify",
+                           request.request_id()};
+  const std::string fingerprint = RequestFingerprint(request);
+  v1::Alert result;
+  bool replayed = false;
+  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(replayed, Replayed(db, key, fingerprint, &result));
+    if (replayed) return absl::OkStatus();
+    const absl::Time now = clock_->Now();
+    const std::string alert_id = ids_->NewId();
+    v1::Alert alert;
+    alert.set_name(absl::StrCat("alerts/", alert_id));
+    alert.set_category(request.category());
+    alert.set_severity(request.severity());
+    alert.set_title(request.title());
+    alert.set_body(request.body());
+    alert.set_subject(request.subject());
+    alert.set_recipient_count(static_cast<int64_t>(inboxes.size()));
+    *alert.mutable_create_time() =
+        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now));
+    RETURN_IF_ERROR(NotificationStore::InsertAlert(db, alert_id, alert, now));
+    RETURN_IF_ERROR(
+        NotificationStore::Deliver(db, alert_id, inboxes, now).status());
+    result = alert;
+    RETURN_IF_ERROR(
+        AppendAuditEvent(db, {call.principal.subject, "Notify", result.name(),
+                              "", ToAuditJson(result), now, call.request_id}));
+    return Remember(db, key, fingerprint, result, now);
+  }));
+  if (hub_ != nullptr && !replayed) hub_->Arrived(inboxes);
+  return result;
+}
+
 absl::Status NotificationLogic::PrepareStream(
     const CallContext& call, const v1::StreamNotificationsRequest& request,
     std::string* user_id, int64_t* cursor) {
-  ASSIGN_OR_RETURN(*user_id,
-                   OwnUser(call, request.parent(), "users/*", "parent", false));
+  ASSIGN_OR_RETURN(*user_id, OwnInbox(call, request.parent(), "parent", false));
   if (!request.resume_cursor().empty()) {
     if (!absl::SimpleAtoi(request.resume_cursor(), cursor) || *cursor < 0) {
       return InvalidField("resume_cursor",
@@ -296,7 +395,7 @@ absl::StatusOr<v1::ListNotificationsResponse>
 NotificationLogic::ListNotifications(
     const CallContext& call, const v1::ListNotificationsRequest& request) {
   ASSIGN_OR_RETURN(std::string user,
-                   OwnUser(call, request.parent(), "users/*", "parent", true));
+                   OwnInbox(call, request.parent(), "parent", true));
   ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size()));
   const std::string query =
       absl::StrCat("inbox:", user, ":", request.unread_only());
@@ -335,19 +434,21 @@ absl::StatusOr<v1::MarkNotificationsReadResponse>
 NotificationLogic::MarkNotificationsRead(
     const CallContext& call, const v1::MarkNotificationsReadRequest& request) {
   ASSIGN_OR_RETURN(std::string user,
-                   OwnUser(call, request.parent(), "users/*", "parent", false));
+                   OwnInbox(call, request.parent(), "parent", false));
   if (request.all() == !request.names().empty()) {
     return InvalidField("names", "give the notifications to mark, or all");
   }
   std::vector<std::string> alert_ids;
+  const std::string prefix = absl::StrCat(request.parent(), "/notifications/");
   for (const std::string& name : request.names()) {
-    auto ids = ParseResourceName(name, "users/*/notifications/*", "names");
-    if (!ids.ok() || (*ids)[0] != user) {
+    absl::string_view id = name;
+    if (!absl::ConsumePrefix(&id, prefix) || id.empty() ||
+        id.find('/') != absl::string_view::npos) {
       return InvalidField(
           "names", absl::StrCat("\"", name, "\" is not a notification of ",
                                 request.parent()));
     }
-    alert_ids.push_back((*ids)[1]);
+    alert_ids.emplace_back(id);
   }
   v1::MarkNotificationsReadResponse response;
   RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
@@ -431,11 +532,13 @@ absl::StatusOr<ListAuditEventsResponse> NotificationLogic::ListAuditEvents(
   ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size()));
   if (!ParseResourceName(request.parent(), "alerts/*", "parent").ok() &&
       !ParseResourceName(request.parent(), "users/*", "parent").ok() &&
+      request.parent() != kCustomerCareQueue &&
       !ParseResourceName(request.parent(), "users/*/notificationPreferences",
                          "parent")
            .ok()) {
     return InvalidField("parent",
-                        "must be alerts/{alert} or users/{user} (or below)");
+                        "must be alerts/{alert}, users/{user} (or below) "
+                        "or queues/customer-care");
   }
   return custos::ListAuditEvents(*db_, request.parent(), page_size,
                                  request.page_token());

@@ -51,6 +51,9 @@ class NotificationLogic {
       const CallContext& call, const v1::PublishAlertRequest& request);
   absl::StatusOr<v1::Alert> PublishBroadcast(
       const CallContext& call, const v1::PublishBroadcastRequest& request);
+  // R8: explicit recipients, preferences not applied.
+  absl::StatusOr<v1::Alert> Notify(const CallContext& call,
+                                   const v1::NotifyRequest& request);
   absl::StatusOr<v1::Alert> GetAlert(const CallContext& call,
                                      const v1::GetAlertRequest& request);
   absl::StatusOr<v1::PreviewRoutingResponse> PreviewRouting(

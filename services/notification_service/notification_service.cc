@@ -148,6 +148,18 @@ grpc::ServerUnaryReactor* NotificationService::PublishBroadcast(
       });
 }
 
+grpc::ServerUnaryReactor* NotificationService::Notify(
+    grpc::CallbackServerContext* context, const v1::NotifyRequest* request,
+    v1::Alert* response) {
+  return runner_.Unary(
+      context, "Notify", request, response,
+      [this](const CallContext& call, const v1::NotifyRequest& req,
+             v1::Alert* resp) -> absl::Status {
+        ASSIGN_OR_RETURN(*resp, logic_->Notify(call, req));
+        return absl::OkStatus();
+      });
+}
+
 grpc::ServerUnaryReactor* NotificationService::GetAlert(
     grpc::CallbackServerContext* context, const v1::GetAlertRequest* request,
     v1::Alert* response) {

@@ -30,6 +30,9 @@ class NotificationService final
   grpc::ServerUnaryReactor* PublishBroadcast(
       grpc::CallbackServerContext* context,
       const v1::PublishBroadcastRequest* request, v1::Alert* response) override;
+  grpc::ServerUnaryReactor* Notify(grpc::CallbackServerContext* context,
+                                   const v1::NotifyRequest* request,
+                                   v1::Alert* response) override;
   grpc::ServerUnaryReactor* GetAlert(grpc::CallbackServerContext* context,
                                      const v1::GetAlertRequest* request,
                                      v1::Alert* response) override;

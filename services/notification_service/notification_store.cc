@@ -52,11 +52,50 @@ CREATE TABLE fanouts (
       // The implicit rowid of inbox rows is their arrival order (writes are
       // serialized and rows never deleted): the stream cursor.
       {5, "CREATE INDEX inbox_arrival ON inbox(user_id);"},
+      {6, "ALTER TABLE alerts ADD COLUMN subject TEXT NOT NULL DEFAULT '';"},
   };
   return *migrations;
 }
 
+// The notification columns every inbox listing selects, after any leading
+// columns of its own.
+constexpr char kNotificationColumns[] =
+    "i.alert_id, a.customer_id, a.category, a.severity, a.title, a.body, "
+    "i.read, i.create_micros, a.broadcast_kind, a.subject";
+
+// Reads kNotificationColumns starting at column `first`.
+v1::Notification ReadNotification(SqliteStatement& row, int first,
+                                  const std::string& inbox) {
+  v1::Notification n;
+  const std::string alert_id = row.ColumnText(first);
+  n.set_name(absl::StrCat(NotificationStore::InboxName(inbox),
+                          "/notifications/", alert_id));
+  n.set_alert(absl::StrCat("alerts/", alert_id));
+  if (const std::string customer = row.ColumnText(first + 1);
+      !customer.empty()) {
+    n.set_customer(absl::StrCat("customers/", customer));
+  }
+  n.set_category(static_cast<v1::Category>(row.ColumnInt64(first + 2)));
+  n.set_severity(static_cast<v1::Severity>(row.ColumnInt64(first + 3)));
+  n.set_title(row.ColumnText(first + 4));
+  n.set_body(row.ColumnText(first + 5));
+  n.set_read(row.ColumnInt64(first + 6) != 0);
+  *n.mutable_create_time() =
+      TimeUtil::MicrosecondsToTimestamp(row.ColumnInt64(first + 7));
+  n.set_broadcast_kind(
+      static_cast<v1::BroadcastKind>(row.ColumnInt64(first + 8)));
+  n.set_subject(row.ColumnText(first + 9));
+  return n;
+}
+
 }  // namespace
+
+std::string NotificationStore::InboxName(const std::string& inbox) {
+  // Queue inboxes are stored under their resource name; a user id never
+  // contains a slash.
+  if (inbox.find('/') != std::string::npos) return inbox;
+  return absl::StrCat("users/", inbox);
+}
 
 absl::StatusOr<std::unique_ptr<SqliteDatabase>> NotificationStore::Open(
     const std::string& path) {
@@ -73,7 +112,8 @@ absl::Status NotificationStore::InsertAlert(SqliteConnection& db,
       SqliteStatement insert,
       db.Prepare("INSERT INTO alerts(id, customer_id, category, severity, "
                  "title, body, recipient_count, create_micros, "
-                 "broadcast_kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+                 "broadcast_kind, subject) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                 "?)"));
   absl::string_view customer = alert.customer();
   absl::ConsumePrefix(&customer, "customers/");
   return insert.Bind(1, alert_id)
@@ -85,6 +125,7 @@ absl::Status NotificationStore::InsertAlert(SqliteConnection& db,
       .Bind(7, alert.recipient_count())
       .Bind(8, absl::ToUnixMicros(now))
       .Bind(9, static_cast<int64_t>(alert.broadcast_kind()))
+      .Bind(10, alert.subject())
       .Run();
 }
 
@@ -94,7 +135,8 @@ absl::StatusOr<std::optional<v1::Alert>> NotificationStore::FindAlert(
       SqliteStatement select,
       db.Prepare("SELECT a.customer_id, a.category, a.severity, a.title, "
                  "a.body, a.recipient_count, a.create_micros, "
-                 "a.broadcast_kind, COALESCE(f.done, 1) FROM alerts a LEFT "
+                 "a.broadcast_kind, COALESCE(f.done, 1), a.subject FROM "
+                 "alerts a LEFT "
                  "JOIN fanouts f ON f.alert_id = a.id WHERE a.id = ?"));
   select.Bind(1, alert_id);
   ASSIGN_OR_RETURN(bool row, select.Step());
@@ -114,6 +156,7 @@ absl::StatusOr<std::optional<v1::Alert>> NotificationStore::FindAlert(
   alert.set_broadcast_kind(
       static_cast<v1::BroadcastKind>(select.ColumnInt64(7)));
   alert.set_fan_out_complete(select.ColumnInt64(8) != 0);
+  alert.set_subject(select.ColumnText(9));
   return std::optional<v1::Alert>(std::move(alert));
 }
 
@@ -177,13 +220,12 @@ absl::StatusOr<std::vector<v1::Notification>> NotificationStore::ListInbox(
     const std::optional<std::pair<int64_t, std::string>>& before, int limit) {
   ASSIGN_OR_RETURN(
       SqliteStatement select,
-      db.Prepare("SELECT i.alert_id, a.customer_id, a.category, a.severity, "
-                 "a.title, a.body, i.read, i.create_micros, a.broadcast_kind "
-                 "FROM inbox i JOIN "
-                 "alerts a ON a.id = i.alert_id WHERE i.user_id = ?1 AND (?2 "
-                 "= 0 OR i.read = 0) AND (?3 IS NULL OR (i.create_micros, "
-                 "i.alert_id) < (?3, ?4)) ORDER BY i.create_micros DESC, "
-                 "i.alert_id DESC LIMIT ?5"));
+      db.Prepare(absl::StrCat(
+          "SELECT ", kNotificationColumns,
+          " FROM inbox i JOIN alerts a ON a.id = i.alert_id WHERE i.user_id = "
+          "?1 AND (?2 = 0 OR i.read = 0) AND (?3 IS NULL OR (i.create_micros, "
+          "i.alert_id) < (?3, ?4)) ORDER BY i.create_micros DESC, i.alert_id "
+          "DESC LIMIT ?5")));
   select.Bind(1, user_id).Bind(2, unread_only ? 1 : 0);
   if (before) {
     select.Bind(3, before->first).Bind(4, before->second);
@@ -195,22 +237,7 @@ absl::StatusOr<std::vector<v1::Notification>> NotificationStore::ListInbox(
   while (true) {
     ASSIGN_OR_RETURN(bool row, select.Step());
     if (!row) return rows;
-    v1::Notification n;
-    n.set_name(absl::StrCat("users/", user_id, "/notifications/",
-                            select.ColumnText(0)));
-    n.set_alert(absl::StrCat("alerts/", select.ColumnText(0)));
-    if (!select.ColumnText(1).empty()) {
-      n.set_customer(absl::StrCat("customers/", select.ColumnText(1)));
-    }
-    n.set_broadcast_kind(static_cast<v1::BroadcastKind>(select.ColumnInt64(8)));
-    n.set_category(static_cast<v1::Category>(select.ColumnInt64(2)));
-    n.set_severity(static_cast<v1::Severity>(select.ColumnInt64(3)));
-    n.set_title(select.ColumnText(4));
-    n.set_body(select.ColumnText(5));
-    n.set_read(select.ColumnInt64(6) != 0);
-    *n.mutable_create_time() =
-        TimeUtil::MicrosecondsToTimestamp(select.ColumnInt64(7));
-    rows.push_back(std::move(n));
+    rows.push_back(ReadNotification(select, 0, user_id));
   }
 }
 
@@ -220,32 +247,18 @@ NotificationStore::ListArrivedAfter(SqliteConnection& db,
                                     int limit) {
   ASSIGN_OR_RETURN(
       SqliteStatement select,
-      db.Prepare("SELECT i.rowid, i.alert_id, a.customer_id, a.category, "
-                 "a.severity, a.title, a.body, i.read, i.create_micros, "
-                 "a.broadcast_kind FROM inbox i INDEXED BY inbox_arrival JOIN "
-                 "alerts a ON a.id = i.alert_id WHERE i.user_id = ?1 AND "
-                 "i.rowid > ?2 ORDER BY i.rowid LIMIT ?3"));
+      db.Prepare(absl::StrCat(
+          "SELECT i.rowid, ", kNotificationColumns,
+          " FROM inbox i INDEXED BY inbox_arrival JOIN alerts a ON a.id = "
+          "i.alert_id WHERE i.user_id = ?1 AND i.rowid > ?2 ORDER BY i.rowid "
+          "LIMIT ?3")));
   select.Bind(1, user_id).Bind(2, after).Bind(3, limit);
   std::vector<std::pair<int64_t, v1::Notification>> rows;
   while (true) {
     ASSIGN_OR_RETURN(bool row, select.Step());
     if (!row) return rows;
-    v1::Notification n;
-    n.set_name(absl::StrCat("users/", user_id, "/notifications/",
-                            select.ColumnText(1)));
-    n.set_alert(absl::StrCat("alerts/", select.ColumnText(1)));
-    if (!select.ColumnText(2).empty()) {
-      n.set_customer(absl::StrCat("customers/", select.ColumnText(2)));
-    }
-    n.set_category(static_cast<v1::Category>(select.ColumnInt64(3)));
-    n.set_severity(static_cast<v1::Severity>(select.ColumnInt64(4)));
-    n.set_title(select.ColumnText(5));
-    n.set_body(select.ColumnText(6));
-    n.set_read(select.ColumnInt64(7) != 0);
-    *n.mutable_create_time() =
-        TimeUtil::MicrosecondsToTimestamp(select.ColumnInt64(8));
-    n.set_broadcast_kind(static_cast<v1::BroadcastKind>(select.ColumnInt64(9)));
-    rows.emplace_back(select.ColumnInt64(0), std::move(n));
+    rows.emplace_back(select.ColumnInt64(0),
+                      ReadNotification(select, 1, user_id));
   }
 }
 

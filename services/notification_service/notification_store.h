@@ -21,8 +21,13 @@ namespace v1 = ::custos::notifications::v1;
 // SQL for NotificationService's data. Every function runs inside the
 // caller's transaction. An inbox holds each alert at most once (primary key
 // user × alert), which makes every fan-out idempotent.
+// Inboxes are keyed by user id, or by resource name for a queue
+// (`queues/customer-care`).
 class NotificationStore {
  public:
+  // `users/{user}` for a user id; a queue's name as it is.
+  static std::string InboxName(const std::string& inbox);
+
   static absl::StatusOr<std::unique_ptr<SqliteDatabase>> Open(
       const std::string& path);
 

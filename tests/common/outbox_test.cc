@@ -59,22 +59,26 @@ class OutboxTest : public ::testing::Test {
   void Open() {
     SqliteOptions options;
     options.path = path_;
-    auto db = SqliteDatabase::Open(options, {{1, kOutboxSchema}});
+    auto db = SqliteDatabase::Open(
+        options, {{1, kOutboxSchema}, {2, kOutboxByDestinationSchema}});
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = *std::move(db);
   }
-  std::unique_ptr<OutboxWorker> Worker() {
+  std::unique_ptr<OutboxWorker> Worker(const std::string& destination = "peer",
+                                       Peer* peer = nullptr) {
+    if (peer == nullptr) peer = &peer_;
     return std::make_unique<OutboxWorker>(
-        db_.get(), &clock_, OutboxOptions(),
-        [this](const OutboxMessage& m) { return peer_.Deliver(m); });
+        db_.get(), &clock_, destination, OutboxOptions(),
+        [peer](const OutboxMessage& m) { return peer->Deliver(m); });
   }
-  absl::Status Enqueue(std::vector<std::string> ids, bool commit = true) {
+  absl::Status Enqueue(std::vector<std::string> ids, bool commit = true,
+                       const std::string& destination = "peer") {
     return db_->Write([&](SqliteConnection& db) -> absl::Status {
       for (const std::string& id : ids) {
         custos::common::v1::AuditEvent event;
         event.set_request_id(id);
-        absl::Status status =
-            EnqueueOutbox(db, "peer", "/pkg.Peer/Hear", event, clock_.Now());
+        absl::Status status = EnqueueOutbox(db, destination, "/pkg.Peer/Hear",
+                                            event, clock_.Now());
         if (!status.ok()) return status;
       }
       return commit ? absl::OkStatus() : absl::AbortedError("rolled back");
@@ -131,6 +135,25 @@ TEST_F(OutboxTest, FailuresBackOffWithJitterAndAreRetriedUntilAcknowledged) {
   // Order kept: "a" failed first, so it was never overtaken by "b".
   EXPECT_THAT(peer_.received, ElementsAre("a", "b"));
   EXPECT_EQ(*worker->Depth(), 0);
+}
+
+TEST_F(OutboxTest, OnePeersOutageDoesNotHoldUpAnothersMessages) {
+  Peer down;
+  down.failures = 1000;
+  ASSERT_TRUE(Enqueue({"n1"}, true, "notifications").ok());
+  ASSERT_TRUE(Enqueue({"a1"}).ok());
+  ASSERT_TRUE(Enqueue({"n2"}, true, "notifications").ok());
+  auto to_down_peer = Worker("notifications", &down);
+  auto to_peer = Worker();
+  EXPECT_FALSE(to_down_peer->DeliverPending(absl::Seconds(5)).ok());
+  ASSERT_TRUE(to_peer->DeliverPending(absl::Seconds(5)).ok());
+  EXPECT_THAT(peer_.received, ElementsAre("a1"));
+  EXPECT_EQ(*to_peer->Depth(), 0);
+  EXPECT_EQ(*to_down_peer->Depth(), 2);
+  down.failures = 0;
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(to_down_peer->DeliverPending(absl::Seconds(5)).ok());
+  EXPECT_THAT(down.received, ElementsAre("n1", "n2"));
 }
 
 TEST_F(OutboxTest, RolledBackChangesSendNothing) {

@@ -1,0 +1,29 @@
+#ifndef CUSTOS_COMMON_PEER_DELIVERY_H_
+#define CUSTOS_COMMON_PEER_DELIVERY_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+#include "common/outbox.h"
+#include "common/service_token.h"
+#include "grpcpp/channel.h"
+
+namespace custos {
+
+// Delivers outbox messages to a peer service: each is sent as a unary call
+// of its recorded method with its recorded request bytes, so one delivery
+// serves every method a service sends to that peer. The call carries the
+// service token and a deadline of `timeout`; OK means acknowledged.
+// REQUIRES: `token` outlives the returned function.
+OutboxWorker::Deliver PeerDelivery(std::shared_ptr<grpc::Channel> channel,
+                                   ServiceToken* token, absl::Duration timeout);
+
+// A plaintext channel to `address` (host:port). Peer channels are
+// plaintext within the cluster network for now (DESIGN §3 leaves mTLS to
+// the deployment).
+std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address);
+
+}  // namespace custos
+
+#endif  // CUSTOS_COMMON_PEER_DELIVERY_H_
