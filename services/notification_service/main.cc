@@ -1,5 +1,7 @@
 // notification_service: alerts routed by communications settings, inboxes
 // and preferences (DESIGN §1, R2, R3, R10, R13).
+#include <curl/curl.h>
+
 #include <cstdlib>
 #include <string>
 
@@ -19,6 +21,8 @@
 #include "services/notification_service/notification_service.h"
 #include "services/notification_service/notification_store.h"
 #include "services/notification_service/routing_source.h"
+#include "services/notification_service/webhook_dispatcher.h"
+#include "services/notification_service/webhook_logic.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50053", "host:port to serve gRPC on");
 ABSL_FLAG(std::string, database, "sqlite:notifications.db",
@@ -45,6 +49,16 @@ ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "how long SIGTERM waits for in-flight calls");
 ABSL_FLAG(int, worker_threads, 8,
           "threads running handlers, SQLite work and peer calls");
+
+ABSL_FLAG(int, webhook_max_attempts, 8,
+          "attempts per webhook delivery before it is dead");
+ABSL_FLAG(absl::Duration, webhook_initial_backoff, absl::Seconds(1),
+          "bound of the first retry's jittered backoff; doubles per failure");
+ABSL_FLAG(absl::Duration, webhook_max_backoff, absl::Minutes(10),
+          "largest backoff bound between webhook attempts");
+ABSL_FLAG(absl::Duration, webhook_timeout, absl::Seconds(5),
+          "deadline of one webhook POST");
+ABSL_FLAG(int, webhook_threads, 4, "webhook POSTs in flight at once");
 
 namespace {
 
@@ -97,13 +111,27 @@ int main(int argc, char** argv) {
   custos::notifications::BroadcastFanout fanout(
       db->get(), &routing, &hub, custos::RealClock::Get(), fanout_options);
   fanout.Start();  // resumes broadcasts a crash interrupted
+  // Webhooks (R12): libcurl is set up once, before any thread uses it.
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  custos::notifications::WebhookDispatcherOptions webhook_options;
+  webhook_options.max_attempts = absl::GetFlag(FLAGS_webhook_max_attempts);
+  webhook_options.initial_backoff =
+      absl::GetFlag(FLAGS_webhook_initial_backoff);
+  webhook_options.max_backoff = absl::GetFlag(FLAGS_webhook_max_backoff);
+  webhook_options.timeout = absl::GetFlag(FLAGS_webhook_timeout);
+  webhook_options.threads = absl::GetFlag(FLAGS_webhook_threads);
+  custos::notifications::WebhookDispatcher webhooks(
+      db->get(), custos::RealClock::Get(), webhook_options);
+  webhooks.Start();  // resumes deliveries a restart interrupted
   custos::RandomIdGenerator ids;
   custos::notifications::NotificationLogic logic(
-      db->get(), &routing, &fanout, &hub, custos::RealClock::Get(), &ids,
-      custos::notifications::NotificationLogicOptions());
+      db->get(), &routing, &fanout, &hub, &webhooks, custos::RealClock::Get(),
+      &ids, custos::notifications::NotificationLogicOptions());
+  custos::notifications::WebhookLogic webhook_logic(
+      db->get(), custos::RealClock::Get(), &ids);
   custos::Executor executor(absl::GetFlag(FLAGS_worker_threads));
   custos::notifications::NotificationService service(
-      &logic, &*verifier, &executor, db->get(), &hub);
+      &logic, &webhook_logic, &*verifier, &executor, db->get(), &hub);
 
   custos::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
@@ -119,6 +147,8 @@ int main(int argc, char** argv) {
   absl::Status status = custos::ServeUntilTerminated(options, {&service});
   executor.Shutdown();
   fanout.Stop();
+  webhooks.Stop();
+  curl_global_cleanup();
   if (!status.ok()) Die(status.ToString());
   custos::FlushLogs();
   return 0;

@@ -18,6 +18,7 @@
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 #include "services/notification_service/notification_store.h"
+#include "services/notification_service/webhook_store.h"
 
 namespace custos::notifications {
 namespace {
@@ -86,12 +87,14 @@ std::string UserOf(absl::string_view member_name) {
 
 NotificationLogic::NotificationLogic(SqliteDatabase* db, RoutingSource* routing,
                                      BroadcastFanout* fanout, InboxHub* hub,
+                                     WebhookDispatcher* webhooks,
                                      const Clock* clock, IdGenerator* ids,
                                      NotificationLogicOptions options)
     : db_(db),
       routing_(routing),
       fanout_(fanout),
       hub_(hub),
+      webhooks_(webhooks),
       clock_(clock),
       ids_(ids),
       options_(std::move(options)) {}
@@ -204,6 +207,15 @@ absl::StatusOr<v1::Alert> NotificationLogic::PublishAlert(
     RETURN_IF_ERROR(NotificationStore::InsertAlert(db, alert_id, alert, now));
     RETURN_IF_ERROR(
         NotificationStore::Deliver(db, alert_id, users, now).status());
+    // Webhooks (R12) follow the same routing: the partner's endpoints
+    // whenever a partner is linked, the customer's when its users hear it.
+    std::vector<std::string> owners;
+    if (!routing.partner().empty()) owners.push_back(routing.partner());
+    if (routing.communications() == customers::v1::COMMUNICATIONS_SHARED) {
+      owners.push_back(request.customer());
+    }
+    RETURN_IF_ERROR(
+        WebhookStore::QueueAlert(db, alert_id, owners, false, now).status());
     result = alert;
     RETURN_IF_ERROR(AppendAuditEvent(
         db, {call.principal.subject, "PublishAlert", result.name(), "",
@@ -211,6 +223,7 @@ absl::StatusOr<v1::Alert> NotificationLogic::PublishAlert(
     return Remember(db, key, fingerprint, result, now);
   }));
   if (hub_ != nullptr) hub_->Arrived(users);
+  if (webhooks_ != nullptr) webhooks_->Wake();
   return result;
 }
 
@@ -349,6 +362,9 @@ absl::StatusOr<v1::Alert> NotificationLogic::PublishBroadcast(
     // itself runs in pages (BroadcastFanout) and survives a crash.
     RETURN_IF_ERROR(NotificationStore::InsertAlert(db, alert_id, alert, now));
     RETURN_IF_ERROR(NotificationStore::StartFanout(db, alert_id));
+    // R11: every webhook endpoint too.
+    RETURN_IF_ERROR(
+        WebhookStore::QueueAlert(db, alert_id, {}, true, now).status());
     result = alert;
     RETURN_IF_ERROR(AppendAuditEvent(
         db, {call.principal.subject, "PublishBroadcast", result.name(), "",
@@ -356,6 +372,7 @@ absl::StatusOr<v1::Alert> NotificationLogic::PublishBroadcast(
     return Remember(db, key, fingerprint, result, now);
   }));
   if (fanout_ != nullptr) fanout_->Wake();
+  if (webhooks_ != nullptr) webhooks_->Wake();
   return result;
 }
 
@@ -533,12 +550,18 @@ absl::StatusOr<ListAuditEventsResponse> NotificationLogic::ListAuditEvents(
   if (!ParseResourceName(request.parent(), "alerts/*", "parent").ok() &&
       !ParseResourceName(request.parent(), "users/*", "parent").ok() &&
       request.parent() != kCustomerCareQueue &&
+      !ParseResourceName(request.parent(), "partners/*/webhookEndpoints/*",
+                         "parent")
+           .ok() &&
+      !ParseResourceName(request.parent(), "customers/*/webhookEndpoints/*",
+                         "parent")
+           .ok() &&
       !ParseResourceName(request.parent(), "users/*/notificationPreferences",
                          "parent")
            .ok()) {
     return InvalidField("parent",
-                        "must be alerts/{alert}, users/{user} (or below) "
-                        "or queues/customer-care");
+                        "must be alerts/{alert}, users/{user} (or below), "
+                        "queues/customer-care or a webhook endpoint");
   }
   return custos::ListAuditEvents(*db_, request.parent(), page_size,
                                  request.page_token());

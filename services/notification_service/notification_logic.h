@@ -16,6 +16,7 @@
 #include "services/notification_service/broadcast_fanout.h"
 #include "services/notification_service/inbox_stream.h"
 #include "services/notification_service/routing_source.h"
+#include "services/notification_service/webhook_dispatcher.h"
 
 namespace custos::notifications {
 
@@ -36,8 +37,10 @@ class NotificationLogic {
   // REQUIRES: all outlive this object.
   // `fanout` delivers recorded broadcasts; it is woken after each one.
   // `hub` (may be null) hears of every inbox that gained notifications.
+  // `webhooks` (may be null) is woken when deliveries were queued.
   NotificationLogic(SqliteDatabase* db, RoutingSource* routing,
-                    BroadcastFanout* fanout, InboxHub* hub, const Clock* clock,
+                    BroadcastFanout* fanout, InboxHub* hub,
+                    WebhookDispatcher* webhooks, const Clock* clock,
                     IdGenerator* ids, NotificationLogicOptions options);
 
   // Checks a StreamNotifications call: the user (only the inbox's owner
@@ -85,6 +88,7 @@ class NotificationLogic {
   RoutingSource* const routing_;
   BroadcastFanout* const fanout_;
   InboxHub* const hub_;
+  WebhookDispatcher* const webhooks_;
   const Clock* const clock_;
   IdGenerator* const ids_;
   const NotificationLogicOptions options_;

@@ -160,6 +160,62 @@ grpc::ServerUnaryReactor* NotificationService::Notify(
       });
 }
 
+grpc::ServerUnaryReactor* NotificationService::CreateWebhookEndpoint(
+    grpc::CallbackServerContext* context,
+    const v1::CreateWebhookEndpointRequest* request,
+    v1::WebhookEndpoint* response) {
+  return runner_.Unary(
+      context, "CreateWebhookEndpoint", request, response,
+      [this](const CallContext& call,
+             const v1::CreateWebhookEndpointRequest& req,
+             v1::WebhookEndpoint* resp) -> absl::Status {
+        ASSIGN_OR_RETURN(*resp, webhooks_->CreateWebhookEndpoint(call, req));
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* NotificationService::ListWebhookEndpoints(
+    grpc::CallbackServerContext* context,
+    const v1::ListWebhookEndpointsRequest* request,
+    v1::ListWebhookEndpointsResponse* response) {
+  return runner_.UnaryRead(
+      context, "ListWebhookEndpoints", request, response,
+      [this](const CallContext& call,
+             const v1::ListWebhookEndpointsRequest& req,
+             v1::ListWebhookEndpointsResponse* resp) -> absl::Status {
+        ASSIGN_OR_RETURN(*resp, webhooks_->ListWebhookEndpoints(call, req));
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* NotificationService::DeleteWebhookEndpoint(
+    grpc::CallbackServerContext* context,
+    const v1::DeleteWebhookEndpointRequest* request,
+    google::protobuf::Empty* response) {
+  return runner_.Unary(
+      context, "DeleteWebhookEndpoint", request, response,
+      [this](const CallContext& call,
+             const v1::DeleteWebhookEndpointRequest& req,
+             google::protobuf::Empty* resp) -> absl::Status {
+        ASSIGN_OR_RETURN(*resp, webhooks_->DeleteWebhookEndpoint(call, req));
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* NotificationService::ListWebhookDeliveries(
+    grpc::CallbackServerContext* context,
+    const v1::ListWebhookDeliveriesRequest* request,
+    v1::ListWebhookDeliveriesResponse* response) {
+  return runner_.UnaryRead(
+      context, "ListWebhookDeliveries", request, response,
+      [this](const CallContext& call,
+             const v1::ListWebhookDeliveriesRequest& req,
+             v1::ListWebhookDeliveriesResponse* resp) -> absl::Status {
+        ASSIGN_OR_RETURN(*resp, webhooks_->ListWebhookDeliveries(call, req));
+        return absl::OkStatus();
+      });
+}
+
 grpc::ServerUnaryReactor* NotificationService::GetAlert(
     grpc::CallbackServerContext* context, const v1::GetAlertRequest* request,
     v1::Alert* response) {

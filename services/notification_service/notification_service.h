@@ -5,6 +5,7 @@
 #include "custos/notifications/v1/notifications_service.grpc.pb.h"
 #include "services/notification_service/inbox_stream.h"
 #include "services/notification_service/notification_logic.h"
+#include "services/notification_service/webhook_logic.h"
 
 namespace custos::notifications {
 
@@ -16,9 +17,14 @@ class NotificationService final
     : public v1::NotificationService::CallbackService {
  public:
   // REQUIRES: all outlive the service.
-  NotificationService(NotificationLogic* logic, const JwtVerifier* verifier,
-                      Executor* executor, SqliteDatabase* db, InboxHub* hub)
-      : logic_(logic), runner_(verifier, executor), db_(db), hub_(hub) {}
+  NotificationService(NotificationLogic* logic, WebhookLogic* webhooks,
+                      const JwtVerifier* verifier, Executor* executor,
+                      SqliteDatabase* db, InboxHub* hub)
+      : logic_(logic),
+        webhooks_(webhooks),
+        runner_(verifier, executor),
+        db_(db),
+        hub_(hub) {}
 
   grpc::ServerWriteReactor<v1::StreamNotificationsResponse>*
   StreamNotifications(grpc::CallbackServerContext* context,
@@ -33,6 +39,22 @@ class NotificationService final
   grpc::ServerUnaryReactor* Notify(grpc::CallbackServerContext* context,
                                    const v1::NotifyRequest* request,
                                    v1::Alert* response) override;
+  grpc::ServerUnaryReactor* CreateWebhookEndpoint(
+      grpc::CallbackServerContext* context,
+      const v1::CreateWebhookEndpointRequest* request,
+      v1::WebhookEndpoint* response) override;
+  grpc::ServerUnaryReactor* ListWebhookEndpoints(
+      grpc::CallbackServerContext* context,
+      const v1::ListWebhookEndpointsRequest* request,
+      v1::ListWebhookEndpointsResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteWebhookEndpoint(
+      grpc::CallbackServerContext* context,
+      const v1::DeleteWebhookEndpointRequest* request,
+      google::protobuf::Empty* response) override;
+  grpc::ServerUnaryReactor* ListWebhookDeliveries(
+      grpc::CallbackServerContext* context,
+      const v1::ListWebhookDeliveriesRequest* request,
+      v1::ListWebhookDeliveriesResponse* response) override;
   grpc::ServerUnaryReactor* GetAlert(grpc::CallbackServerContext* context,
                                      const v1::GetAlertRequest* request,
                                      v1::Alert* response) override;
@@ -63,6 +85,7 @@ class NotificationService final
 
  private:
   NotificationLogic* logic_;
+  WebhookLogic* webhooks_;
   RpcRunner runner_;
   SqliteDatabase* db_;
   InboxHub* hub_;

@@ -53,6 +53,33 @@ CREATE TABLE fanouts (
       // serialized and rows never deleted): the stream cursor.
       {5, "CREATE INDEX inbox_arrival ON inbox(user_id);"},
       {6, "ALTER TABLE alerts ADD COLUMN subject TEXT NOT NULL DEFAULT '';"},
+      // Webhooks (R12): one delivery row per endpoint × alert.
+      {7, R"sql(
+CREATE TABLE webhook_endpoints (
+  owner TEXT NOT NULL,
+  id TEXT NOT NULL,
+  url TEXT NOT NULL,
+  secret TEXT NOT NULL,
+  create_micros INTEGER NOT NULL,
+  PRIMARY KEY (owner, id)
+);
+CREATE TABLE webhook_deliveries (
+  owner TEXT NOT NULL,
+  endpoint_id TEXT NOT NULL,
+  alert_id TEXT NOT NULL REFERENCES alerts(id),
+  state INTEGER NOT NULL DEFAULT 1,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  create_micros INTEGER NOT NULL,
+  next_attempt_micros INTEGER NOT NULL,
+  deliver_micros INTEGER,
+  PRIMARY KEY (owner, endpoint_id, alert_id)
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state,
+  next_attempt_micros);
+CREATE INDEX webhook_deliveries_newest ON webhook_deliveries(owner,
+  endpoint_id, create_micros, alert_id);
+)sql"},
   };
   return *migrations;
 }

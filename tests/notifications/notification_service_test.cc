@@ -1,6 +1,8 @@
 // Integration tests of notification_service with the real
 // customer_management_service on loopback. Test names carry the DESIGN rule
 // they check.
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <signal.h>
 #include <sqlite3.h>
 
@@ -10,7 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/auth.h"
 #include "custos/customers/v1/customers_service.grpc.pb.h"
 #include "custos/notifications/v1/notifications_service.grpc.pb.h"
@@ -18,6 +22,7 @@
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 #include "gtest/gtest.h"
+#include "tests/support/http_receiver.h"
 #include "tests/support/service_process.h"
 
 namespace custos::notifications {
@@ -582,6 +587,214 @@ TEST_F(BroadcastCrashTest,
   sqlite3_finalize(count);
   sqlite3_close(db);
   EXPECT_THAT(Inbox("u054321"), ElementsAre(broadcast.name()));
+}
+
+// Webhooks (R12) against a real HTTP server on loopback. Retries are fast
+// here: 50 ms initial backoff, 4 attempts.
+class WebhookTest : public NotificationServiceTest {
+ protected:
+  void SetUp() override {
+    StartAll({"--webhook_initial_backoff=50ms", "--webhook_max_backoff=200ms",
+              "--webhook_max_attempts=4", "--webhook_timeout=2s"});
+  }
+
+  v1::WebhookEndpoint CreateEndpoint(const std::string& parent,
+                                     const std::string& id) {
+    v1::CreateWebhookEndpointRequest r;
+    r.set_parent(parent);
+    r.set_webhook_endpoint_id(id);
+    r.mutable_webhook_endpoint()->set_url(
+        absl::StrCat("http://127.0.0.1:", receiver_.port(), "/hooks/", id));
+    r.mutable_webhook_endpoint()->set_secret(kWebhookSecret);
+    v1::WebhookEndpoint endpoint;
+    auto status = stub_->CreateWebhookEndpoint(As(admin_).get(), r, &endpoint);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return endpoint;
+  }
+
+  std::vector<v1::WebhookDelivery> Deliveries(const std::string& endpoint) {
+    v1::ListWebhookDeliveriesRequest r;
+    r.set_parent(endpoint);
+    v1::ListWebhookDeliveriesResponse response;
+    auto status = stub_->ListWebhookDeliveries(As(admin_).get(), r, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return {response.webhook_deliveries().begin(),
+            response.webhook_deliveries().end()};
+  }
+
+  // Waits (at most 15 s) until the endpoint's newest delivery has left
+  // STATE_PENDING; returns it.
+  v1::WebhookDelivery AwaitSettled(const std::string& endpoint) {
+    const absl::Time give_up = absl::Now() + absl::Seconds(15);
+    while (true) {
+      auto deliveries = Deliveries(endpoint);
+      if (!deliveries.empty() &&
+          deliveries[0].state() != v1::WebhookDelivery::STATE_PENDING) {
+        return deliveries[0];
+      }
+      if (absl::Now() > give_up) {
+        return deliveries.empty() ? v1::WebhookDelivery() : deliveries[0];
+      }
+      absl::SleepFor(absl::Milliseconds(25));
+    }
+  }
+
+  // Verifies X-Custos-Signature the way a receiver would.
+  static bool SignatureValid(const ::custos::testing::HttpReceiver::Request& r,
+                             const std::string& secret) {
+    auto header = r.headers.find("x-custos-signature");
+    if (header == r.headers.end()) return false;
+    std::string t;
+    std::string v1;
+    for (absl::string_view part : absl::StrSplit(header->second, ',')) {
+      if (absl::ConsumePrefix(&part, "t=")) t = std::string(part);
+      if (absl::ConsumePrefix(&part, "v1=")) v1 = std::string(part);
+    }
+    const std::string text = absl::StrCat(t, ".", r.body);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int size = 0;
+    HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+         reinterpret_cast<const unsigned char*>(text.data()), text.size(), mac,
+         &size);
+    return !t.empty() && v1 == absl::BytesToHexString(absl::string_view(
+                                   reinterpret_cast<const char*>(mac), size));
+  }
+
+  static constexpr char kWebhookSecret[] = "whsec-0123456789abcdef";
+  ::custos::testing::HttpReceiver receiver_;
+};
+
+TEST_F(WebhookTest, R12_AFailingReceiverGetsTheAlertOnceItRecovers) {
+  const auto partner_hook = CreateEndpoint("partners/northwind", "ops");
+  const auto acme_hook = CreateEndpoint("customers/acme", "acme-it");
+  receiver_.FailNext(2);
+  v1::Alert alert;
+  ASSERT_TRUE(Publish("acme", v1::CATEGORY_LICENSING, &alert).ok());
+
+  const v1::WebhookDelivery delivery = AwaitSettled(partner_hook.name());
+  EXPECT_EQ(delivery.state(), v1::WebhookDelivery::STATE_DELIVERED);
+  EXPECT_EQ(delivery.attempts(), 3);  // two 503s, then 204
+  EXPECT_EQ(delivery.last_error(), "HTTP 503");
+  EXPECT_EQ(delivery.alert(), alert.name());
+  EXPECT_EQ(delivery.name(), absl::StrCat(partner_hook.name(), "/deliveries/",
+                                          alert.name().substr(7)));
+  auto requests = receiver_.requests();
+  ASSERT_EQ(requests.size(), 3u);
+  for (const auto& request : requests) {
+    EXPECT_EQ(request.path, "/hooks/ops");
+    EXPECT_TRUE(SignatureValid(request, kWebhookSecret));
+    EXPECT_FALSE(SignatureValid(request, "another-secret-0123456"));
+    EXPECT_THAT(request.body, ::testing::HasSubstr(alert.name()));
+    EXPECT_EQ(request.headers.at("x-custos-delivery"), delivery.name());
+  }
+  // A tampered body fails verification.
+  auto tampered = requests.back();
+  tampered.body += " ";
+  EXPECT_FALSE(SignatureValid(tampered, kWebhookSecret));
+  // PARTNER_ONLY (R2): the customer's own endpoint is not sent the alert.
+  EXPECT_THAT(Deliveries(acme_hook.name()), IsEmpty());
+}
+
+TEST_F(WebhookTest, R12_ADeliveryIsDeadAfterTheAttemptLimit) {
+  const auto hook = CreateEndpoint("customers/initech", "initech-it");
+  receiver_.FailNext(1000, 500);
+  v1::Alert alert;
+  ASSERT_TRUE(Publish("initech", v1::CATEGORY_PRODUCT, &alert).ok());
+  const v1::WebhookDelivery delivery = AwaitSettled(hook.name());
+  EXPECT_EQ(delivery.state(), v1::WebhookDelivery::STATE_DEAD);
+  EXPECT_EQ(delivery.attempts(), 4);
+  EXPECT_EQ(delivery.last_error(), "HTTP 500");
+  // No attempt after the last one.
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_EQ(receiver_.requests().size(), 4u);
+}
+
+TEST_F(WebhookTest, R11_R12_BroadcastsReachEveryEndpoint) {
+  const auto partner_hook = CreateEndpoint("partners/northwind", "ops");
+  const auto acme_hook = CreateEndpoint("customers/acme", "acme-it");
+  v1::PublishBroadcastRequest r;
+  r.set_kind(v1::BROADCAST_KIND_OUTAGE);
+  r.set_title("Service outage");
+  v1::Alert broadcast;
+  ASSERT_TRUE(stub_->PublishBroadcast(As(admin_).get(), r, &broadcast).ok());
+  for (const auto& hook : {partner_hook, acme_hook}) {
+    const v1::WebhookDelivery delivery = AwaitSettled(hook.name());
+    EXPECT_EQ(delivery.state(), v1::WebhookDelivery::STATE_DELIVERED)
+        << hook.name();
+    EXPECT_EQ(delivery.alert(), broadcast.name());
+  }
+  EXPECT_EQ(receiver_.requests().size(), 2u);
+}
+
+TEST_F(WebhookTest, R12_EndpointsAreCheckedListedWithoutSecretsAndDeleted) {
+  auto create =
+      [&](const std::string& token,
+          const std::function<void(v1::CreateWebhookEndpointRequest&)>& edit) {
+        v1::CreateWebhookEndpointRequest r;
+        r.set_parent("partners/northwind");
+        r.mutable_webhook_endpoint()->set_url(
+            "https://hooks.example.com/custos");
+        r.mutable_webhook_endpoint()->set_secret(kWebhookSecret);
+        edit(r);
+        v1::WebhookEndpoint endpoint;
+        return stub_->CreateWebhookEndpoint(As(token).get(), r, &endpoint);
+      };
+  EXPECT_EQ(create(Token("bill"), [](auto&) {}).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  const std::vector<std::pair<
+      std::string, std::function<void(v1::CreateWebhookEndpointRequest&)>>>
+      malformed = {
+          {"parent", [](auto& r) { r.set_parent("sites/acme-sid"); }},
+          {"webhook_endpoint_id",
+           [](auto& r) { r.set_webhook_endpoint_id("Not An Id"); }},
+          {"webhook_endpoint.url",
+           [](auto& r) { r.mutable_webhook_endpoint()->clear_url(); }},
+          {"webhook_endpoint.url",
+           [](auto& r) {
+             r.mutable_webhook_endpoint()->set_url("http://example.com/x");
+           }},
+          {"webhook_endpoint.url",
+           [](auto& r) {
+             r.mutable_webhook_endpoint()->set_url("ftp://example.com/x");
+           }},
+          {"webhook_endpoint.secret",
+           [](auto& r) { r.mutable_webhook_endpoint()->set_secret("short"); }},
+      };
+  for (const auto& [field, edit] : malformed) {
+    auto status = create(admin_, edit);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << field;
+    EXPECT_EQ(FieldOf(status), field) << status.error_message();
+  }
+  ASSERT_TRUE(
+      create(admin_, [](auto& r) { r.set_webhook_endpoint_id("ops"); }).ok());
+  EXPECT_EQ(create(admin_, [](auto& r) { r.set_webhook_endpoint_id("ops"); })
+                .error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
+
+  v1::ListWebhookEndpointsRequest list;
+  list.set_parent("partners/northwind");
+  v1::ListWebhookEndpointsResponse listed;
+  ASSERT_TRUE(
+      stub_->ListWebhookEndpoints(As(admin_).get(), list, &listed).ok());
+  ASSERT_EQ(listed.webhook_endpoints_size(), 1);
+  EXPECT_EQ(listed.webhook_endpoints(0).name(),
+            "partners/northwind/webhookEndpoints/ops");
+  EXPECT_EQ(listed.webhook_endpoints(0).secret(), "");
+
+  v1::DeleteWebhookEndpointRequest remove;
+  remove.set_name("partners/northwind/webhookEndpoints/ops");
+  google::protobuf::Empty empty;
+  ASSERT_TRUE(
+      stub_->DeleteWebhookEndpoint(As(admin_).get(), remove, &empty).ok());
+  EXPECT_EQ(stub_->DeleteWebhookEndpoint(As(admin_).get(), remove, &empty)
+                .error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  v1::ListWebhookDeliveriesRequest deliveries;
+  deliveries.set_parent(remove.name());
+  v1::ListWebhookDeliveriesResponse none;
+  EXPECT_EQ(stub_->ListWebhookDeliveries(As(admin_).get(), deliveries, &none)
+                .error_code(),
+            grpc::StatusCode::NOT_FOUND);
 }
 
 }  // namespace

@@ -1,0 +1,195 @@
+#include "services/notification_service/webhook_dispatcher.h"
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/json_log.h"
+#include "common/status_macros.h"
+#include "google/protobuf/util/json_util.h"
+#include "services/notification_service/notification_store.h"
+#include "services/notification_service/webhook_store.h"
+
+namespace custos::notifications {
+namespace {
+
+// libcurl's write callback: the answer's body is not kept.
+size_t Discard(char*, size_t size, size_t count, void*) { return size * count; }
+
+struct CurlCleanup {
+  void operator()(CURL* curl) const { curl_easy_cleanup(curl); }
+};
+struct HeaderListCleanup {
+  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
+};
+
+// One POST; OK for a 2xx answer, otherwise why not.
+absl::Status Post(const std::string& url, const std::string& body,
+                  const std::vector<std::string>& headers,
+                  absl::Duration timeout) {
+  std::unique_ptr<CURL, CurlCleanup> curl(curl_easy_init());
+  if (!curl) return absl::InternalError("curl_easy_init failed");
+  std::unique_ptr<curl_slist, HeaderListCleanup> list;
+  for (const std::string& header : headers) {
+    list.reset(curl_slist_append(list.release(), header.c_str()));
+  }
+  CURL* c = curl.get();
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_POST, 1L);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+                   static_cast<curl_off_t>(body.size()));
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, list.get());
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(timeout)));
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // threads: no SIGALRM
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Discard);
+  const CURLcode code = curl_easy_perform(c);
+  if (code != CURLE_OK) {
+    return absl::UnavailableError(curl_easy_strerror(code));
+  }
+  long status = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  if (status < 200 || status > 299) {
+    return absl::UnavailableError(absl::StrCat("HTTP ", status));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string WebhookSignature(absl::string_view secret, absl::string_view body,
+                             int64_t unix_seconds) {
+  const std::string signed_text = absl::StrCat(unix_seconds, ".", body);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mac_size = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(signed_text.data()),
+       signed_text.size(), mac, &mac_size);
+  return absl::StrCat("t=", unix_seconds, ",v1=",
+                      absl::BytesToHexString(absl::string_view(
+                          reinterpret_cast<const char*>(mac), mac_size)));
+}
+
+void WebhookDispatcher::Start() {
+  for (int i = 0; i < std::max(1, options_.threads); ++i) {
+    threads_.emplace_back([this] { Loop(); });
+  }
+}
+
+void WebhookDispatcher::Wake() {
+  absl::MutexLock lock(&mu_);
+  ++wakes_;
+}
+
+void WebhookDispatcher::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  for (std::thread& thread : threads_) thread.join();
+  threads_.clear();
+}
+
+absl::Duration WebhookDispatcher::Backoff(int64_t failures) {
+  absl::Duration bound = options_.initial_backoff;
+  for (int64_t i = 1; i < failures && bound < options_.max_backoff; ++i) {
+    bound *= 2;
+  }
+  bound = std::min(bound, options_.max_backoff);
+  absl::MutexLock lock(&mu_);
+  return absl::Microseconds(
+      absl::Uniform<int64_t>(jitter_, 0, absl::ToInt64Microseconds(bound) + 1));
+}
+
+void WebhookDispatcher::Loop() {
+  while (true) {
+    int64_t seen = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      seen = wakes_;
+    }
+    absl::StatusOr<bool> attempted = AttemptOne();
+    if (!attempted.ok()) {
+      Log("warning", "webhook delivery failed to record",
+          {{"error", attempted.status().ToString()}});
+    }
+    if (attempted.ok() && *attempted) continue;
+    // Nothing due: sleep until the next one is, a wake, or the poll.
+    absl::Duration wait = options_.poll_interval;
+    std::optional<absl::Time> next;
+    absl::Status read = db_->Read([&](SqliteConnection& db) -> absl::Status {
+      ASSIGN_OR_RETURN(next, WebhookStore::NextDue(db));
+      return absl::OkStatus();
+    });
+    if (read.ok() && next) {
+      wait = std::clamp(*next - clock_->Now(), absl::ZeroDuration(), wait);
+    }
+    absl::MutexLock lock(&mu_);
+    auto woken = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopping_ || wakes_ != seen;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&woken), wait);
+  }
+}
+
+absl::StatusOr<bool> WebhookDispatcher::AttemptOne() {
+  std::optional<WebhookStore::DueDelivery> due;
+  std::string body;
+  // The lease covers the attempt and its retries inside libcurl.
+  const absl::Duration lease = options_.timeout * 2 + absl::Seconds(1);
+  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(due, WebhookStore::ClaimDue(db, clock_->Now(), lease));
+    if (!due) return absl::OkStatus();
+    ASSIGN_OR_RETURN(auto alert,
+                     NotificationStore::FindAlert(db, due->key.alert_id));
+    if (!alert) return absl::InternalError("webhook delivery without alert");
+    if (!google::protobuf::util::MessageToJsonString(*alert, &body).ok()) {
+      return absl::InternalError("cannot render the alert as JSON");
+    }
+    return absl::OkStatus();
+  }));
+  if (!due) return false;
+  const absl::Time now = clock_->Now();
+  const absl::Status posted = Post(
+      due->url, body,
+      {"Content-Type: application/json",
+       absl::StrCat(
+           "X-Custos-Signature: ",
+           WebhookSignature(due->secret, body, absl::ToUnixSeconds(now))),
+       absl::StrCat("X-Custos-Delivery: ", due->key.owner, "/webhookEndpoints/",
+                    due->key.endpoint_id, "/deliveries/", due->key.alert_id)},
+      options_.timeout);
+  const int64_t failures = due->attempts + 1;
+  std::optional<absl::Time> retry_at;
+  if (!posted.ok() && failures < options_.max_attempts) {
+    retry_at = clock_->Now() + Backoff(failures);
+  }
+  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+    if (posted.ok()) {
+      return WebhookStore::RecordDelivered(db, due->key, clock_->Now());
+    }
+    return WebhookStore::RecordFailure(db, due->key,
+                                       std::string(posted.message()), retry_at);
+  }));
+  if (!posted.ok() && !retry_at) {
+    Log("warning", "webhook delivery is dead",
+        {{"endpoint", absl::StrCat(due->key.owner, "/webhookEndpoints/",
+                                   due->key.endpoint_id)},
+         {"alert", absl::StrCat("alerts/", due->key.alert_id)},
+         {"attempts", absl::StrCat(failures)},
+         {"error", std::string(posted.message())}});
+  }
+  return true;
+}
+
+}  // namespace custos::notifications

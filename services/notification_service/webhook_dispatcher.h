@@ -1,0 +1,79 @@
+#ifndef CUSTOS_SERVICES_NOTIFICATION_SERVICE_WEBHOOK_DISPATCHER_H_
+#define CUSTOS_SERVICES_NOTIFICATION_SERVICE_WEBHOOK_DISPATCHER_H_
+
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/random/random.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/sqlite.h"
+
+namespace custos::notifications {
+
+struct WebhookDispatcherOptions {
+  // Attempts per delivery before it is DEAD. Default: 8.
+  int max_attempts = 8;
+  // Backoff after the n-th failure: full jitter over
+  // min(initial_backoff * 2^(n-1), max_backoff). Default: 1 s up to 10 min.
+  absl::Duration initial_backoff = absl::Seconds(1);
+  absl::Duration max_backoff = absl::Minutes(10);
+  // One HTTP attempt, connecting included. Default: 5 s.
+  absl::Duration timeout = absl::Seconds(5);
+  // Attempts in flight at once, so one slow endpoint does not hold up the
+  // others. Default: 4.
+  int threads = 4;
+  // How often idle threads look without being woken. Default: 1 s.
+  absl::Duration poll_interval = absl::Seconds(1);
+};
+
+// `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`: the
+// X-Custos-Signature header. The timestamp lets receivers refuse replays.
+std::string WebhookSignature(absl::string_view secret, absl::string_view body,
+                             int64_t unix_seconds);
+
+// Delivers queued webhook deliveries (R12): POSTs the alert as JSON with
+// its signature; a 2xx answer is DELIVERED; anything else is retried after
+// a backoff until max_attempts, then DEAD. Each attempt leases its row, so
+// a crash mid-attempt only delays it. Thread-safe.
+class WebhookDispatcher {
+ public:
+  // REQUIRES: `db` and `clock` outlive the dispatcher; libcurl is
+  // initialized (curl_global_init) before Start().
+  WebhookDispatcher(SqliteDatabase* db, const Clock* clock,
+                    WebhookDispatcherOptions options)
+      : db_(db), clock_(clock), options_(options) {}
+  ~WebhookDispatcher() { Stop(); }
+
+  void Start();
+  // Something was queued: look now.
+  void Wake();
+  void Stop();
+
+  // Claims and attempts one due delivery; false when none was due.
+  absl::StatusOr<bool> AttemptOne();
+
+ private:
+  void Loop();
+  absl::Duration Backoff(int64_t failures);
+
+  SqliteDatabase* const db_;
+  const Clock* const clock_;
+  const WebhookDispatcherOptions options_;
+
+  absl::Mutex mu_;
+  int64_t wakes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::BitGen jitter_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace custos::notifications
+
+#endif  // CUSTOS_SERVICES_NOTIFICATION_SERVICE_WEBHOOK_DISPATCHER_H_
