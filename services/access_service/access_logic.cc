@@ -620,7 +620,7 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::CreateAccessRequest(
         }
         if (pending) {
           // Expired but not yet swept: record it before the new one.
-          RETURN_IF_ERROR(AccessStore::ExpireDue(db, now).status());
+          RETURN_IF_ERROR(ExpireDue(db, now).status());
         }
         // R6: a site's administrators decide, but never on their own
         // request; with nobody else to decide, Customer Care does.
@@ -909,6 +909,22 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::CancelAccessRequest(
   return result;
 }
 
+absl::StatusOr<int> AccessLogic::ExpireDue(SqliteConnection& db,
+                                           absl::Time now) {
+  ASSIGN_OR_RETURN(auto names, AccessStore::ExpireDue(db, now));
+  for (const std::string& name : names) {
+    RETURN_IF_ERROR(
+        AppendAuditEvent(db, {"system", "ExpireAccessRequest", name, "",
+                              "{\"state\":\"STATE_EXPIRED\"}", now, ""}));
+    ASSIGN_OR_RETURN(
+        auto ids, ParseResourceName(name, "sites/*/accessRequests/*", "name"));
+    ASSIGN_OR_RETURN(auto request,
+                     AccessStore::FindRequest(db, ids[0], ids[1]));
+    if (request) RETURN_IF_ERROR(notices_.RequestDecided(db, *request, now));
+  }
+  return static_cast<int>(names.size());
+}
+
 absl::StatusOr<int> AccessLogic::ExpireRequests() {
   int expired = 0;
   Changes changes;
@@ -916,21 +932,7 @@ absl::StatusOr<int> AccessLogic::ExpireRequests() {
       db_, engine_,
       [&](SqliteConnection& db) -> absl::Status {
         const absl::Time now = clock_->Now();
-        ASSIGN_OR_RETURN(auto names, AccessStore::ExpireDue(db, now));
-        expired = static_cast<int>(names.size());
-        for (const std::string& name : names) {
-          RETURN_IF_ERROR(
-              AppendAuditEvent(db, {"system", "ExpireAccessRequest", name, "",
-                                    "{\"state\":\"STATE_EXPIRED\"}", now, ""}));
-          ASSIGN_OR_RETURN(
-              auto ids,
-              ParseResourceName(name, "sites/*/accessRequests/*", "name"));
-          ASSIGN_OR_RETURN(auto request,
-                           AccessStore::FindRequest(db, ids[0], ids[1]));
-          if (request) {
-            RETURN_IF_ERROR(notices_.RequestDecided(db, *request, now));
-          }
-        }
+        ASSIGN_OR_RETURN(expired, ExpireDue(db, now));
         return absl::OkStatus();
       },
       &changes));

@@ -119,6 +119,9 @@ class AccessLogic {
       const custos::common::v1::ListAuditEventsRequest& request);
 
  private:
+  // Inside a write: marks overdue pending requests expired, audits them and
+  // tells their requesters (R6, R8). Returns how many expired.
+  absl::StatusOr<int> ExpireDue(SqliteConnection& db, absl::Time now);
   // Whether the caller holds `permission` on the site (cached resolution).
   absl::StatusOr<bool> CallerMay(const CallContext& call,
                                  const std::string& site_id,

@@ -87,8 +87,11 @@ class CrossServiceTest : public ::testing::Test {
                       notifications_port_)});
     ASSERT_TRUE(
         customers_->Start(absl::StrCat("127.0.0.1:", customers_port_)).ok());
+    std::vector<std::string> access_common = common;
+    access_common.insert(access_common.end(), access_extra_.begin(),
+                         access_extra_.end());
     access_ = Process(
-        "services/access_service/access_service", common,
+        "services/access_service/access_service", access_common,
         {absl::StrCat("--listen=127.0.0.1:", access_port_),
          absl::StrCat("--database=sqlite:", dir_, "/access.db"),
          absl::StrCat("--redis=127.0.0.1:", redis_->port()),
@@ -206,6 +209,8 @@ class CrossServiceTest : public ::testing::Test {
         Request("bill", "acme-sid", av1::SITE_ROLE_SITE_ADMINISTRATOR).name());
   }
 
+  // More access_service flags, set before SetUp.
+  std::vector<std::string> access_extra_;
   std::string dir_;
   int customers_port_ = 0;
   int access_port_ = 0;
@@ -322,6 +327,27 @@ TEST_F(CrossServiceTest,
   EXPECT_EQ(heard, requests);
   // Each once: 20 requests and Bill's own approval, nothing twice.
   EXPECT_EQ(notices.size(), 21u);
+}
+
+// Requests expire after 2 s here, swept every 100 ms.
+class ExpiryTest : public CrossServiceTest {
+ protected:
+  void SetUp() override {
+    access_extra_ = {"--access_request_ttl=2s",
+                     "--expiry_sweep_interval=100ms"};
+    CrossServiceTest::SetUp();
+  }
+};
+
+TEST_F(ExpiryTest, R6_R8_TheRequesterHearsTheRequestExpired) {
+  CreateSite("initech-sid");
+  const av1::AccessRequest peter =
+      Request("peter", "initech-sid", av1::SITE_ROLE_SITE_MEMBER);
+  auto told = AwaitInbox("users/peter", Token("peter"), peter.name(), 1);
+  ASSERT_EQ(told.size(), 1u);
+  EXPECT_EQ(told[0].title(),
+            "Your access request for sites/initech-sid: EXPIRED");
+  EXPECT_THAT(told[0].body(), HasSubstr("expired before anyone decided it"));
 }
 
 TEST_F(CrossServiceTest,
