@@ -136,6 +136,7 @@ absl::Status OutboxWorker::DeliverDue(absl::Time give_up) {
         return absl::DeadlineExceededError("outbox delivery deadline");
       }
       absl::Status delivered = deliver_(message);
+      (delivered.ok() ? delivered_ : failed_).fetch_add(1);
       if (delivered.ok()) {
         RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
           ASSIGN_OR_RETURN(SqliteStatement remove,
@@ -184,6 +185,59 @@ absl::StatusOr<int64_t> OutboxWorker::Depth() {
     return absl::OkStatus();
   }));
   return depth;
+}
+
+absl::StatusOr<std::pair<int64_t, absl::Duration>> OutboxWorker::Backlog() {
+  std::pair<int64_t, absl::Duration> backlog{0, absl::ZeroDuration()};
+  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(SqliteStatement select,
+                     db.Prepare("SELECT COUNT(*), MIN(create_micros) FROM "
+                                "outbox WHERE destination = ?"));
+    select.Bind(1, destination_);
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (row && select.ColumnInt64(0) > 0) {
+      backlog.first = select.ColumnInt64(0);
+      backlog.second =
+          clock_->Now() - absl::FromUnixMicros(select.ColumnInt64(1));
+    }
+    return absl::OkStatus();
+  }));
+  return backlog;
+}
+
+Metrics::Collector OutboxMetrics(std::vector<OutboxWorker*> workers) {
+  return [workers](MetricsText& out) {
+    std::vector<std::pair<int64_t, absl::Duration>> backlogs;
+    for (OutboxWorker* worker : workers) {
+      backlogs.push_back(
+          worker->Backlog().value_or(std::make_pair(-1, absl::ZeroDuration())));
+    }
+    out.Family("custos_outbox_depth", "gauge",
+               "Outbox messages not yet acknowledged by the peer (-1: the "
+               "store could not be read).");
+    for (size_t i = 0; i < workers.size(); ++i) {
+      out.Sample("custos_outbox_depth",
+                 {{"destination", workers[i]->destination()}},
+                 static_cast<double>(backlogs[i].first));
+    }
+    out.Family("custos_outbox_oldest_age_seconds", "gauge",
+               "How long the oldest unacknowledged outbox message has waited.");
+    for (size_t i = 0; i < workers.size(); ++i) {
+      out.Sample("custos_outbox_oldest_age_seconds",
+                 {{"destination", workers[i]->destination()}},
+                 absl::ToDoubleSeconds(backlogs[i].second));
+    }
+    out.Family("custos_outbox_deliveries_total", "counter",
+               "Outbox delivery attempts, by result.");
+    for (OutboxWorker* worker : workers) {
+      out.Sample("custos_outbox_deliveries_total",
+                 {{"destination", worker->destination()}, {"result", "ok"}},
+                 static_cast<double>(worker->delivered()));
+      out.Sample("custos_outbox_deliveries_total",
+                 {{"destination", worker->destination()}, {"result", "failed"}},
+                 static_cast<double>(worker->failed_attempts()));
+    }
+  };
 }
 
 }  // namespace custos

@@ -1,10 +1,13 @@
 #ifndef CUSTOS_COMMON_OUTBOX_H_
 #define CUSTOS_COMMON_OUTBOX_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/random/random.h"
@@ -14,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/metrics.h"
 #include "common/sqlite.h"
 #include "google/protobuf/message.h"
 
@@ -85,6 +89,13 @@ class OutboxWorker {
 
   // Messages for this destination not yet delivered.
   absl::StatusOr<int64_t> Depth();
+  // Depth, and how long the oldest undelivered message has waited (zero
+  // when none).
+  absl::StatusOr<std::pair<int64_t, absl::Duration>> Backlog();
+
+  const std::string& destination() const { return destination_; }
+  int64_t delivered() const { return delivered_.load(); }
+  int64_t failed_attempts() const { return failed_.load(); }
 
  private:
   absl::Status DeliverDue(absl::Time give_up);
@@ -95,6 +106,8 @@ class OutboxWorker {
   const std::string destination_;
   const OutboxOptions options_;
   const Deliver deliver_;
+  std::atomic<int64_t> delivered_{0};
+  std::atomic<int64_t> failed_{0};
 
   // Held for a whole pass: one deliverer at a time, so no message is sent
   // twice concurrently and order holds.
@@ -107,6 +120,10 @@ class OutboxWorker {
   absl::Time backing_off_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::thread loop_;
 };
+
+// custos_outbox_depth / _oldest_age_seconds / _deliveries_total for the
+// workers, at every scrape.
+Metrics::Collector OutboxMetrics(std::vector<OutboxWorker*> workers);
 
 }  // namespace custos
 

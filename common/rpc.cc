@@ -6,6 +6,7 @@
 #include "absl/strings/strip.h"
 #include "common/grpc_status.h"
 #include "common/json_log.h"
+#include "common/metrics.h"
 
 namespace custos {
 namespace {
@@ -78,6 +79,7 @@ void RpcRunner::Finish(grpc::CallbackServerContext* context,
   entry.request_id = start.request_id;
   entry.error = status.message();
   LogRpc(entry);
+  Metrics::Default().ObserveRpc(method, code, entry.latency);
   reactor->Finish(result);
 }
 
@@ -99,6 +101,7 @@ void RpcRunner::LogStream(absl::string_view method, absl::Time start,
   entry.request_id = call.request_id;
   entry.error = status.message();
   LogRpc(entry);
+  Metrics::Default().ObserveRpc(method, code, entry.latency);
 }
 
 }  // namespace custos

@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/json_log.h"
+#include "common/metrics.h"
+#include "common/metrics_server.h"
 #include "grpc/health/v1/health.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
@@ -90,6 +92,16 @@ absl::Status ServeUntilTerminated(const ServerOptions& options,
 
   auto credentials = Credentials(options);
   if (!credentials.ok()) return credentials.status();
+  std::unique_ptr<MetricsServer> metrics;
+  if (!options.metrics_listen.empty()) {
+    auto started =
+        MetricsServer::Start(options.metrics_listen, &Metrics::Default());
+    if (!started.ok()) return started.status();
+    metrics = *std::move(started);
+    Log("info", "serving metrics",
+        {{"listen", options.metrics_listen},
+         {"port", absl::StrCat(metrics->port())}});
+  }
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options.listen, *credentials, &port);

@@ -26,6 +26,9 @@ struct ServerOptions {
   // Called when the drain starts, after health says NOT_SERVING: ends
   // long-lived calls (streams) that would otherwise hold the drain open.
   std::function<void()> on_shutdown;
+  // host:port serving Prometheus metrics (Metrics::Default()) at /metrics;
+  // empty: none.
+  std::string metrics_listen;
 };
 
 // Blocks SIGTERM and SIGINT in the calling thread and every thread it starts

@@ -13,6 +13,7 @@
 #include "common/flags.h"
 #include "common/ids.h"
 #include "common/json_log.h"
+#include "common/metrics.h"
 #include "common/peer_delivery.h"
 #include "common/redis_client.h"
 #include "common/server.h"
@@ -61,6 +62,8 @@ ABSL_FLAG(std::string, tls_cert_file, "", "server certificate chain (PEM)");
 ABSL_FLAG(std::string, tls_key_file, "", "server private key (PEM)");
 ABSL_FLAG(std::string, tls_client_ca_file, "",
           "CA for client certificates; set to require mTLS");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "host:port serving Prometheus metrics at /metrics; empty = none");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "how long SIGTERM waits for in-flight calls");
 ABSL_FLAG(int, worker_threads, 8,
@@ -164,6 +167,34 @@ int main(int argc, char** argv) {
     }
   });
 
+  custos::Metrics::Default().AddCollector(
+      [&engine, &redis](custos::MetricsText& out) {
+        const auto cache = engine.stats();
+        out.Family("custos_permission_cache_lookups_total", "counter",
+                   "Permission-set lookups, by where the answer came from.");
+        out.Sample("custos_permission_cache_lookups_total",
+                   {{"result", "memory_hit"}},
+                   static_cast<double>(cache.memory_hits));
+        out.Sample("custos_permission_cache_lookups_total",
+                   {{"result", "redis_hit"}},
+                   static_cast<double>(cache.redis_hits));
+        out.Sample("custos_permission_cache_lookups_total",
+                   {{"result", "miss"}}, static_cast<double>(cache.computed));
+        out.Family("custos_redis_degraded", "gauge",
+                   "1 while Redis is unreachable or slow and answers are "
+                   "computed from the store.");
+        out.Sample("custos_redis_degraded", {},
+                   redis.enabled() && redis.degraded() ? 1 : 0);
+        const auto calls = redis.stats();
+        out.Family("custos_redis_errors_total", "counter",
+                   "Redis commands that failed or timed out.");
+        out.Sample("custos_redis_errors_total", {},
+                   static_cast<double>(calls.errors));
+      });
+  if (notifications_outbox) {
+    custos::Metrics::Default().AddCollector(
+        custos::OutboxMetrics({notifications_outbox.get()}));
+  }
   custos::Executor executor(absl::GetFlag(FLAGS_worker_threads));
   custos::access::AccessService service(&logic, &*verifier, &executor);
 
@@ -174,6 +205,7 @@ int main(int argc, char** argv) {
   options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
   options.shutdown_grace =
       absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.health_service_names = {"custos.access.v1.AccessService"};
   absl::Status status = custos::ServeUntilTerminated(options, {&service});
   executor.Shutdown();

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/time/time.h"
@@ -11,6 +12,7 @@
 #include "common/flags.h"
 #include "common/ids.h"
 #include "common/json_log.h"
+#include "common/metrics.h"
 #include "common/outbox.h"
 #include "common/peer_delivery.h"
 #include "common/server.h"
@@ -32,6 +34,8 @@ ABSL_FLAG(std::string, tls_cert_file, "", "server certificate chain (PEM)");
 ABSL_FLAG(std::string, tls_key_file, "", "server private key (PEM)");
 ABSL_FLAG(std::string, tls_client_ca_file, "",
           "CA for client certificates; set to require mTLS");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "host:port serving Prometheus metrics at /metrics; empty = none");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "how long SIGTERM waits for in-flight calls");
 ABSL_FLAG(int, worker_threads, 8, "threads running handlers and SQLite work");
@@ -105,6 +109,11 @@ int main(int argc, char** argv) {
       outbox_to("access", absl::GetFlag(FLAGS_access_address));
   std::unique_ptr<custos::OutboxWorker> notifications_outbox =
       outbox_to("notifications", absl::GetFlag(FLAGS_notifications_address));
+  std::vector<custos::OutboxWorker*> outboxes;
+  for (auto* worker : {access_outbox.get(), notifications_outbox.get()}) {
+    if (worker != nullptr) outboxes.push_back(worker);
+  }
+  custos::Metrics::Default().AddCollector(custos::OutboxMetrics(outboxes));
   custos::RandomIdGenerator ids;
   custos::customers::CustomerManagement logic(
       db->get(), custos::RealClock::Get(), &ids, access_outbox.get(),
@@ -120,6 +129,7 @@ int main(int argc, char** argv) {
   options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
   options.shutdown_grace =
       absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.health_service_names = {
       "custos.customers.v1.CustomerManagementService"};
   absl::Status status = custos::ServeUntilTerminated(options, {&service});

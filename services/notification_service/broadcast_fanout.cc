@@ -57,6 +57,7 @@ absl::Status BroadcastFanout::RunOnce() {
     ASSIGN_OR_RETURN(pending, NotificationStore::PendingFanouts(db));
     return absl::OkStatus();
   }));
+  pending_.store(static_cast<int64_t>(pending.size()));
   for (auto& [alert_id, token] : pending) {
     while (true) {
       {
@@ -77,10 +78,12 @@ absl::Status BroadcastFanout::RunOnce() {
         return NotificationStore::AdvanceFanout(
             db, alert_id, page.next_page_token(), delivered);
       }));
+      delivered_.fetch_add(static_cast<int64_t>(users.size()));
       if (hub_ != nullptr) hub_->Arrived(users);
       token = page.next_page_token();
       if (token.empty()) break;
     }
+    pending_.fetch_sub(1);
   }
   return absl::OkStatus();
 }

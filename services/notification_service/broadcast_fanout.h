@@ -1,6 +1,8 @@
 #ifndef CUSTOS_SERVICES_NOTIFICATION_SERVICE_BROADCAST_FANOUT_H_
 #define CUSTOS_SERVICES_NOTIFICATION_SERVICE_BROADCAST_FANOUT_H_
 
+#include <atomic>
+#include <cstdint>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
@@ -48,12 +50,19 @@ class BroadcastFanout {
   // Runs every unfinished fan-out to completion or to the first failure.
   absl::Status RunOnce();
 
+  // Progress, for metrics: recipients handled since start (repeats after a
+  // crash included) and fan-outs not yet finished when last looked at.
+  int64_t recipients_delivered() const { return delivered_.load(); }
+  int64_t fanouts_pending() const { return pending_.load(); }
+
  private:
   SqliteDatabase* const db_;
   RoutingSource* const recipients_;
   InboxHub* const hub_;
   const Clock* const clock_;
   const BroadcastFanoutOptions options_;
+  std::atomic<int64_t> delivered_{0};
+  std::atomic<int64_t> pending_{0};
 
   absl::Mutex mu_;
   bool woken_ ABSL_GUARDED_BY(mu_) = true;

@@ -12,6 +12,7 @@
 #include "common/flags.h"
 #include "common/ids.h"
 #include "common/json_log.h"
+#include "common/metrics.h"
 #include "common/server.h"
 #include "common/service_token.h"
 #include "grpcpp/create_channel.h"
@@ -45,6 +46,8 @@ ABSL_FLAG(std::string, tls_cert_file, "", "server certificate chain (PEM)");
 ABSL_FLAG(std::string, tls_key_file, "", "server private key (PEM)");
 ABSL_FLAG(std::string, tls_client_ca_file, "",
           "CA for client certificates; set to require mTLS");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "host:port serving Prometheus metrics at /metrics; empty = none");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "how long SIGTERM waits for in-flight calls");
 ABSL_FLAG(int, worker_threads, 8,
@@ -129,6 +132,28 @@ int main(int argc, char** argv) {
       &ids, custos::notifications::NotificationLogicOptions());
   custos::notifications::WebhookLogic webhook_logic(
       db->get(), custos::RealClock::Get(), &ids);
+  custos::Metrics::Default().AddCollector(
+      [&fanout, &webhooks](custos::MetricsText& out) {
+        out.Family("custos_broadcast_recipients_total", "counter",
+                   "Broadcast recipients handled by the fan-out (a page "
+                   "redone after a crash counts again).");
+        out.Sample("custos_broadcast_recipients_total", {},
+                   static_cast<double>(fanout.recipients_delivered()));
+        out.Family("custos_broadcast_fanouts_pending", "gauge",
+                   "Broadcasts whose fan-out has not finished.");
+        out.Sample("custos_broadcast_fanouts_pending", {},
+                   static_cast<double>(fanout.fanouts_pending()));
+        out.Family("custos_webhook_attempts_total", "counter",
+                   "Webhook POSTs, by result.");
+        out.Sample("custos_webhook_attempts_total", {{"result", "delivered"}},
+                   static_cast<double>(webhooks.delivered()));
+        out.Sample("custos_webhook_attempts_total", {{"result", "failed"}},
+                   static_cast<double>(webhooks.failed()));
+        out.Family("custos_webhook_dead_total", "counter",
+                   "Webhook deliveries that used up their attempts.");
+        out.Sample("custos_webhook_dead_total", {},
+                   static_cast<double>(webhooks.dead()));
+      });
   custos::Executor executor(absl::GetFlag(FLAGS_worker_threads));
   custos::notifications::NotificationService service(
       &logic, &webhook_logic, &*verifier, &executor, db->get(), &hub);
@@ -140,6 +165,7 @@ int main(int argc, char** argv) {
   options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
   options.shutdown_grace =
       absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.health_service_names = {
       "custos.notifications.v1.NotificationService"};
   // Open streams end when the drain starts, telling clients to reconnect.

@@ -181,7 +181,9 @@ absl::StatusOr<bool> WebhookDispatcher::AttemptOne() {
     return WebhookStore::RecordFailure(db, due->key,
                                        std::string(posted.message()), retry_at);
   }));
+  (posted.ok() ? delivered_ : failed_).fetch_add(1);
   if (!posted.ok() && !retry_at) {
+    dead_.fetch_add(1);
     Log("warning", "webhook delivery is dead",
         {{"endpoint", absl::StrCat(due->key.owner, "/webhookEndpoints/",
                                    due->key.endpoint_id)},

@@ -1,6 +1,7 @@
 #ifndef CUSTOS_SERVICES_NOTIFICATION_SERVICE_WEBHOOK_DISPATCHER_H_
 #define CUSTOS_SERVICES_NOTIFICATION_SERVICE_WEBHOOK_DISPATCHER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <thread>
@@ -59,6 +60,11 @@ class WebhookDispatcher {
   // Claims and attempts one due delivery; false when none was due.
   absl::StatusOr<bool> AttemptOne();
 
+  // Attempts since start, for metrics.
+  int64_t delivered() const { return delivered_.load(); }
+  int64_t failed() const { return failed_.load(); }
+  int64_t dead() const { return dead_.load(); }
+
  private:
   void Loop();
   absl::Duration Backoff(int64_t failures);
@@ -66,6 +72,9 @@ class WebhookDispatcher {
   SqliteDatabase* const db_;
   const Clock* const clock_;
   const WebhookDispatcherOptions options_;
+  std::atomic<int64_t> delivered_{0};
+  std::atomic<int64_t> failed_{0};
+  std::atomic<int64_t> dead_{0};
 
   absl::Mutex mu_;
   int64_t wakes_ ABSL_GUARDED_BY(mu_) = 0;

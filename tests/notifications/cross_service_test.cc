@@ -19,6 +19,7 @@
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 #include "gtest/gtest.h"
+#include "tests/support/http_receiver.h"
 #include "tests/support/redis_server.h"
 #include "tests/support/service_process.h"
 
@@ -74,6 +75,7 @@ class CrossServiceTest : public ::testing::Test {
     customers_port_ = FreePort();
     access_port_ = FreePort();
     notifications_port_ = FreePort();
+    for (int& port : metrics_ports_) port = FreePort();
     const std::vector<std::string> common = {
         absl::StrCat("--jwt_hs256_secret_file=", dir_, "/secret"),
         absl::StrCat("--service_token_file=", dir_, "/service-token")};
@@ -81,6 +83,7 @@ class CrossServiceTest : public ::testing::Test {
         "services/customer_management_service/customer_management_service",
         common,
         {absl::StrCat("--listen=127.0.0.1:", customers_port_),
+         absl::StrCat("--metrics_listen=127.0.0.1:", metrics_ports_[0]),
          absl::StrCat("--database=sqlite:", dir_, "/customers.db"),
          absl::StrCat("--access_address=127.0.0.1:", access_port_),
          absl::StrCat("--notifications_address=127.0.0.1:",
@@ -93,6 +96,7 @@ class CrossServiceTest : public ::testing::Test {
     access_ = Process(
         "services/access_service/access_service", access_common,
         {absl::StrCat("--listen=127.0.0.1:", access_port_),
+         absl::StrCat("--metrics_listen=127.0.0.1:", metrics_ports_[1]),
          absl::StrCat("--database=sqlite:", dir_, "/access.db"),
          absl::StrCat("--redis=127.0.0.1:", redis_->port()),
          absl::StrCat("--customers_address=127.0.0.1:", customers_port_),
@@ -122,6 +126,7 @@ class CrossServiceTest : public ::testing::Test {
         {absl::StrCat("--jwt_hs256_secret_file=", dir_, "/secret"),
          absl::StrCat("--service_token_file=", dir_, "/service-token")},
         {absl::StrCat("--listen=127.0.0.1:", notifications_port_),
+         absl::StrCat("--metrics_listen=127.0.0.1:", metrics_ports_[2]),
          absl::StrCat("--database=sqlite:", dir_, "/notifications.db"),
          absl::StrCat("--customers_address=127.0.0.1:", customers_port_)});
     ASSERT_TRUE(
@@ -215,6 +220,8 @@ class CrossServiceTest : public ::testing::Test {
   int customers_port_ = 0;
   int access_port_ = 0;
   int notifications_port_ = 0;
+  // customers, access, notifications.
+  int metrics_ports_[3] = {0, 0, 0};
   std::unique_ptr<RedisServer> redis_;
   std::unique_ptr<ServiceProcess> customers_;
   std::unique_ptr<ServiceProcess> access_;
@@ -515,6 +522,55 @@ TEST_F(CrossServiceTest, R8_NotifyIsForServicesAndChecksEveryField) {
   EXPECT_EQ(again.name(), alert.name());
   EXPECT_EQ(Inbox("users/gina", Token("gina")).size(), 1u);
   EXPECT_EQ(Inbox(kQueue, care_).size(), 1u);
+}
+
+// Issue 5's metrics: each service serves Prometheus text on its own port.
+TEST_F(CrossServiceTest, MetricsAreScrapedFromEveryService) {
+  SeedAcmeWithBill();
+  AwaitInbox("users/bill", Token("bill"), "sites/acme-sid/", 1);
+  av1::CheckPermissionRequest check;
+  check.set_resource("sites/acme-sid");
+  check.set_permission("site.members.list");
+  av1::CheckPermissionResponse allowed;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(
+        access_stub_->CheckPermission(As(Token("bill")).get(), check, &allowed)
+            .ok());
+  }
+  EXPECT_TRUE(allowed.allowed());
+  using ::custos::testing::HttpGet;
+  const std::string access = HttpGet(metrics_ports_[1], "/metrics");
+  EXPECT_THAT(access, HasSubstr("HTTP/1.1 200 OK"));
+  EXPECT_THAT(access, HasSubstr("text/plain; version=0.0.4"));
+  EXPECT_THAT(access, HasSubstr("grpc_server_handled_total{grpc_method="
+                                "\"CheckPermission\",grpc_code=\"OK\"} 3\n"));
+  EXPECT_THAT(access,
+              HasSubstr("grpc_server_handling_seconds_count{grpc_method="
+                        "\"CheckPermission\"} 3\n"));
+  EXPECT_THAT(access, HasSubstr("grpc_server_handling_seconds_bucket{grpc_"
+                                "method=\"CheckPermission\",le=\"+Inf\"} 3"));
+  EXPECT_THAT(access, HasSubstr("custos_permission_cache_lookups_total{"
+                                "result=\"memory_hit\"}"));
+  EXPECT_THAT(access, HasSubstr("custos_redis_degraded 0\n"));
+  EXPECT_THAT(access, HasSubstr("custos_outbox_depth{destination="
+                                "\"notifications\"} 0\n"));
+  EXPECT_THAT(access, HasSubstr("custos_outbox_deliveries_total{destination="
+                                "\"notifications\",result=\"ok\"} 2\n"));
+
+  const std::string customers = HttpGet(metrics_ports_[0], "/metrics");
+  EXPECT_THAT(customers,
+              HasSubstr("custos_outbox_depth{destination=\"access\"} 0\n"));
+  EXPECT_THAT(customers, HasSubstr("custos_outbox_oldest_age_seconds{"
+                                   "destination=\"notifications\"} 0\n"));
+
+  const std::string notifications = HttpGet(metrics_ports_[2], "/metrics");
+  EXPECT_THAT(notifications, HasSubstr("grpc_server_handled_total{grpc_method="
+                                       "\"Notify\",grpc_code=\"OK\"} 2\n"));
+  EXPECT_THAT(notifications, HasSubstr("custos_broadcast_fanouts_pending 0\n"));
+  EXPECT_THAT(
+      notifications,
+      HasSubstr("custos_webhook_attempts_total{result=\"failed\"} 0\n"));
+  EXPECT_THAT(HttpGet(metrics_ports_[2], "/other"), HasSubstr("HTTP/1.1 404"));
 }
 
 }  // namespace

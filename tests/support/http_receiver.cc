@@ -126,4 +126,28 @@ void HttpReceiver::Handle(int connection) {
   (void)write(connection, answer.data(), answer.size());
 }
 
+std::string HttpGet(int port, const std::string& path) {
+  const int connection = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  std::string response;
+  if (connect(connection, reinterpret_cast<sockaddr*>(&address),
+              sizeof(address)) == 0) {
+    const std::string request =
+        absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    if (write(connection, request.data(), request.size()) ==
+        static_cast<ssize_t>(request.size())) {
+      char buffer[4096];
+      ssize_t got = 0;
+      while ((got = read(connection, buffer, sizeof(buffer))) > 0) {
+        response.append(buffer, static_cast<size_t>(got));
+      }
+    }
+  }
+  close(connection);
+  return response;
+}
+
 }  // namespace custos::testing

@@ -50,6 +50,10 @@ class HttpReceiver {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// GET http://127.0.0.1:port/path; the whole response (status line,
+// headers, body), or "" when nothing answered.
+std::string HttpGet(int port, const std::string& path);
+
 }  // namespace custos::testing
 
 #endif  // CUSTOS_TESTS_SUPPORT_HTTP_RECEIVER_H_
