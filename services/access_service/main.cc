@@ -30,7 +30,8 @@
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "host:port to serve gRPC on");
 ABSL_FLAG(std::string, database, "sqlite:access.db",
           "sqlite:PATH of the service's database");
-ABSL_FLAG(std::string, policy_file, "deploy/policy/default_policy.textproto",
+ABSL_FLAG(std::string, policy_file,
+          "deploy/base/policy/default_policy.textproto",
           "the role matrix, text-format custos.access.v1.Policy");
 ABSL_FLAG(std::string, redis, "",
           "host:port of Redis for the shared permission cache; empty = none");

@@ -116,7 +116,7 @@ class AccessServiceTest : public ::testing::Test {
         absl::StrCat("--customers_address=127.0.0.1:", customers_port_),
         absl::StrCat("--service_token_file=", dir_, "/service-token"),
         absl::StrCat("--policy_file=", std::getenv("CUSTOS_SOURCE_DIR"),
-                     "/deploy/policy/default_policy.textproto")};
+                     "/deploy/base/policy/default_policy.textproto")};
     args.insert(args.end(), extra.begin(), extra.end());
     access_ = std::make_unique<ServiceProcess>(kAccessBinary, args);
     ASSERT_TRUE(access_->Start(absl::StrCat("127.0.0.1:", access_port_)).ok());

@@ -103,7 +103,7 @@ class CrossServiceTest : public ::testing::Test {
          absl::StrCat("--notifications_address=127.0.0.1:",
                       notifications_port_),
          absl::StrCat("--policy_file=", std::getenv("CUSTOS_SOURCE_DIR"),
-                      "/deploy/policy/default_policy.textproto")});
+                      "/deploy/base/policy/default_policy.textproto")});
     ASSERT_TRUE(access_->Start(absl::StrCat("127.0.0.1:", access_port_)).ok());
     StartNotifications();
     customers_stub_ = cv1::CustomerManagementService::NewStub(
