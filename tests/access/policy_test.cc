@@ -37,8 +37,9 @@ std::string ErrorOf(const std::string& text) {
 }
 
 TEST(PolicyTest, DefaultFileLoadsWithDesignsGrants) {
-  auto policy = Policy::LoadFile(std::string(std::getenv("CUSTOS_SOURCE_DIR")) +
-                                 "/deploy/base/policy/default_policy.textproto");
+  auto policy =
+      Policy::LoadFile(std::string(std::getenv("CUSTOS_SOURCE_DIR")) +
+                       "/deploy/base/policy/default_policy.textproto");
   ASSERT_TRUE(policy.ok()) << policy.status();
   EXPECT_THAT(
       (*policy)->PermissionsOf(v1::SITE_ROLE_VIEW_ONLY),
