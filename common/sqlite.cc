@@ -155,7 +155,7 @@ absl::StatusOr<SqliteStatement> SqliteConnection::Prepare(
     if (rc != SQLITE_OK) {
       return SqliteError(db_, rc, absl::StrCat("prepare \"", sql, "\""));
     }
-    it = statements_.emplace(sql, stmt).first;
+    it = statements_.emplace(std::string(sql), stmt).first;
   }
   return SqliteStatement(it->second, db_);
 }

@@ -74,8 +74,7 @@ class SqliteConnection {
       const std::string& path, int busy_timeout_ms);
   ~SqliteConnection();
 
-  // Prepares (or reuses) `sql`. REQUIRES: `sql` outlives the connection
-  // (string literals), since it keys the cache.
+  // Prepares `sql`, or reuses the statement prepared from the same text.
   absl::StatusOr<SqliteStatement> Prepare(absl::string_view sql);
   // Runs one or more statements without results.
   absl::Status Exec(const std::string& sql);
@@ -86,7 +85,8 @@ class SqliteConnection {
  private:
   explicit SqliteConnection(sqlite3* db) : db_(db) {}
   sqlite3* db_;
-  absl::flat_hash_map<absl::string_view, sqlite3_stmt*> statements_;
+  // Keyed by SQL text (looked up without copying).
+  absl::flat_hash_map<std::string, sqlite3_stmt*> statements_;
 };
 
 struct SqliteMigration {

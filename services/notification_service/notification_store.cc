@@ -90,6 +90,20 @@ constexpr char kNotificationColumns[] =
     "i.alert_id, a.customer_id, a.category, a.severity, a.title, a.body, "
     "i.read, i.create_micros, a.broadcast_kind, a.subject";
 
+// Built once: prepared statements are cached by their SQL text, which must
+// outlive the connection.
+const std::string* const kListInboxSql = new std::string(absl::StrCat(
+    "SELECT ", kNotificationColumns,
+    " FROM inbox i JOIN alerts a ON a.id = i.alert_id WHERE i.user_id = ?1 "
+    "AND (?2 = 0 OR i.read = 0) AND (?3 IS NULL OR (i.create_micros, "
+    "i.alert_id) < (?3, ?4)) ORDER BY i.create_micros DESC, i.alert_id DESC "
+    "LIMIT ?5"));
+const std::string* const kListArrivedSql = new std::string(absl::StrCat(
+    "SELECT i.rowid, ", kNotificationColumns,
+    " FROM inbox i INDEXED BY inbox_arrival JOIN alerts a ON a.id = "
+    "i.alert_id WHERE i.user_id = ?1 AND i.rowid > ?2 ORDER BY i.rowid "
+    "LIMIT ?3"));
+
 // Reads kNotificationColumns starting at column `first`.
 v1::Notification ReadNotification(SqliteStatement& row, int first,
                                   const std::string& inbox) {
@@ -245,14 +259,7 @@ absl::StatusOr<int64_t> NotificationStore::Deliver(
 absl::StatusOr<std::vector<v1::Notification>> NotificationStore::ListInbox(
     SqliteConnection& db, const std::string& user_id, bool unread_only,
     const std::optional<std::pair<int64_t, std::string>>& before, int limit) {
-  ASSIGN_OR_RETURN(
-      SqliteStatement select,
-      db.Prepare(absl::StrCat(
-          "SELECT ", kNotificationColumns,
-          " FROM inbox i JOIN alerts a ON a.id = i.alert_id WHERE i.user_id = "
-          "?1 AND (?2 = 0 OR i.read = 0) AND (?3 IS NULL OR (i.create_micros, "
-          "i.alert_id) < (?3, ?4)) ORDER BY i.create_micros DESC, i.alert_id "
-          "DESC LIMIT ?5")));
+  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*kListInboxSql));
   select.Bind(1, user_id).Bind(2, unread_only ? 1 : 0);
   if (before) {
     select.Bind(3, before->first).Bind(4, before->second);
@@ -272,13 +279,7 @@ absl::StatusOr<std::vector<std::pair<int64_t, v1::Notification>>>
 NotificationStore::ListArrivedAfter(SqliteConnection& db,
                                     const std::string& user_id, int64_t after,
                                     int limit) {
-  ASSIGN_OR_RETURN(
-      SqliteStatement select,
-      db.Prepare(absl::StrCat(
-          "SELECT i.rowid, ", kNotificationColumns,
-          " FROM inbox i INDEXED BY inbox_arrival JOIN alerts a ON a.id = "
-          "i.alert_id WHERE i.user_id = ?1 AND i.rowid > ?2 ORDER BY i.rowid "
-          "LIMIT ?3")));
+  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*kListArrivedSql));
   select.Bind(1, user_id).Bind(2, after).Bind(3, limit);
   std::vector<std::pair<int64_t, v1::Notification>> rows;
   while (true) {
