@@ -1,0 +1,161 @@
+#ifndef CUSTOS_COMMON_POSTGRES_H_
+#define CUSTOS_COMMON_POSTGRES_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+
+struct pg_conn;
+struct pg_result;
+
+namespace custos {
+
+// PostgreSQL's text of a statement written with SQLite-style parameters:
+// `?N` becomes `$N`, and each bare `?` takes the next number. Quoted strings
+// are left alone. The stores' SQL keeps one spelling for both backends; a
+// parameter whose first use gives PostgreSQL no type (`?1 IS NULL`) takes a
+// CAST, which SQLite reads the same way.
+std::string PostgresParameters(absl::string_view sql);
+
+// What a connection remembers of its last statement.
+struct PostgresSession {
+  // Rows changed by the last statement.
+  int changes = 0;
+  // A statement of the current transaction failed because a concurrent one
+  // won (serialization failure or deadlock): the transaction is retried.
+  bool conflict = false;
+};
+
+// A statement of one PostgreSQL connection, with the same surface as
+// SqliteStatement: bind, Step through the rows, read columns. It runs when
+// first stepped. Not thread-safe; lives within one transaction.
+class PostgresStatement {
+ public:
+  PostgresStatement(pg_conn* conn, std::string name, PostgresSession* session)
+      : conn_(conn), name_(std::move(name)), session_(session) {}
+  PostgresStatement(PostgresStatement&& other) noexcept;
+  PostgresStatement(const PostgresStatement&) = delete;
+  PostgresStatement& operator=(const PostgresStatement&) = delete;
+  ~PostgresStatement();
+
+  // Parameters are 1-based.
+  PostgresStatement& Bind(int index, absl::string_view value);
+  PostgresStatement& Bind(int index, const char* value) {
+    return Bind(index, absl::string_view(value));
+  }
+  PostgresStatement& Bind(int index, int64_t value);
+  PostgresStatement& Bind(int index, int value) {
+    return Bind(index, static_cast<int64_t>(value));
+  }
+  PostgresStatement& BindBlob(int index, absl::string_view bytes);
+  PostgresStatement& BindNull(int index);
+
+  // true: a row is available; false: done. Errors: ALREADY_EXISTS for
+  // unique violations, ABORTED for serialization failures and deadlocks
+  // (the transaction is retried), UNAVAILABLE when the server is gone,
+  // INTERNAL otherwise.
+  absl::StatusOr<bool> Step();
+  absl::Status Run();
+  void Reset();
+
+  // 0-based; NULL reads as "" / 0.
+  std::string ColumnText(int index) const;
+  int64_t ColumnInt64(int index) const;
+  bool ColumnIsNull(int index) const;
+
+ private:
+  struct Parameter {
+    std::optional<std::string> value;
+    bool binary = false;
+  };
+
+  pg_conn* conn_;
+  std::string name_;
+  PostgresSession* session_;
+  std::vector<Parameter> parameters_;
+  pg_result* result_ = nullptr;
+  int row_ = -1;
+};
+
+// One connection, with its statements prepared once by SQL text.
+// Not thread-safe: used by one transaction at a time.
+class PostgresConnection {
+ public:
+  static absl::StatusOr<std::unique_ptr<PostgresConnection>> Open(
+      const std::string& url);
+  ~PostgresConnection();
+
+  absl::StatusOr<PostgresStatement> Prepare(absl::string_view sql);
+  // Runs one or more statements without parameters or results.
+  absl::Status Exec(const std::string& sql);
+  // Rows changed by the last statement.
+  int Changes() const { return session_.changes; }
+  PostgresSession& session() { return session_; }
+
+ private:
+  explicit PostgresConnection(pg_conn* conn) : conn_(conn) {}
+  pg_conn* conn_;
+  PostgresSession session_;
+  absl::flat_hash_map<std::string, std::string> statements_;  // sql → name
+};
+
+struct PostgresMigration {
+  int version;
+  std::string sql;
+};
+
+struct PostgresOptions {
+  // postgresql://user:password@host:port/database?...
+  std::string url;
+  // Default: 8.
+  int pool_size = 8;
+  // Serialization failures retried per write. Default: 20.
+  int max_retries = 20;
+};
+
+// A PostgreSQL database shared by every replica of a service. Writes are
+// SERIALIZABLE transactions, retried when PostgreSQL reports a
+// serialization failure, so each behaves as if it ran alone — what the
+// stores assume of SQLite's single writer. Reads see one snapshot.
+// Thread-safe.
+class PostgresDatabase {
+ public:
+  // Applies every migration above the stored version, each in its own
+  // transaction under an advisory lock: replicas starting at once apply
+  // each migration exactly once.
+  static absl::StatusOr<std::unique_ptr<PostgresDatabase>> Open(
+      const PostgresOptions& options,
+      const std::vector<PostgresMigration>& migrations);
+
+  using Body = std::function<absl::Status(PostgresConnection&)>;
+  // `body` may run more than once (after a serialization failure); it must
+  // only read and write through the connection and reset what it fills.
+  absl::Status Write(const Body& body);
+  absl::Status Read(const Body& body);
+
+ private:
+  explicit PostgresDatabase(PostgresOptions options)
+      : options_(std::move(options)) {}
+  absl::Status Transaction(const char* begin, const Body& body);
+  absl::StatusOr<std::unique_ptr<PostgresConnection>> Acquire();
+  void Release(std::unique_ptr<PostgresConnection> connection);
+
+  const PostgresOptions options_;
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<PostgresConnection>> idle_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace custos
+
+#endif  // CUSTOS_COMMON_POSTGRES_H_
