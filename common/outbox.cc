@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/backoff.h"
 #include "common/json_log.h"
 #include "common/status_macros.h"
 
@@ -98,14 +99,8 @@ absl::Status OutboxWorker::DeliverPending(absl::Duration deadline) {
 }
 
 absl::Duration OutboxWorker::Backoff(int64_t attempts) {
-  absl::Duration bound = options_.initial_backoff;
-  for (int64_t i = 1; i < attempts && bound < options_.max_backoff; ++i) {
-    bound *= 2;
-  }
-  bound = std::min(bound, options_.max_backoff);
-  // Full jitter: many senders retrying never line up.
-  return absl::Microseconds(
-      absl::Uniform<int64_t>(jitter_, 0, absl::ToInt64Microseconds(bound) + 1));
+  return FullJitterBackoff(jitter_, options_.initial_backoff,
+                           options_.max_backoff, attempts);
 }
 
 absl::Status OutboxWorker::DeliverDue(absl::Time give_up) {

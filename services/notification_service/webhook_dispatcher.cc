@@ -10,6 +10,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/backoff.h"
 #include "common/json_log.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/json_util.h"
@@ -100,14 +101,9 @@ void WebhookDispatcher::Stop() {
 }
 
 absl::Duration WebhookDispatcher::Backoff(int64_t failures) {
-  absl::Duration bound = options_.initial_backoff;
-  for (int64_t i = 1; i < failures && bound < options_.max_backoff; ++i) {
-    bound *= 2;
-  }
-  bound = std::min(bound, options_.max_backoff);
   absl::MutexLock lock(&mu_);
-  return absl::Microseconds(
-      absl::Uniform<int64_t>(jitter_, 0, absl::ToInt64Microseconds(bound) + 1));
+  return FullJitterBackoff(jitter_, options_.initial_backoff,
+                           options_.max_backoff, failures);
 }
 
 void WebhookDispatcher::Loop() {
