@@ -69,7 +69,7 @@ Metrics::MethodStats* Metrics::Stats(absl::string_view method) {
   return stats.get();
 }
 
-void Metrics::ObserveRpc(absl::string_view method, absl::string_view code,
+void Metrics::ObserveRpc(absl::string_view method, absl::StatusCode code,
                          absl::Duration latency) {
   MethodStats* stats = Stats(method);
   const double seconds = absl::ToDoubleSeconds(latency);
@@ -79,8 +79,10 @@ void Metrics::ObserveRpc(absl::string_view method, absl::string_view code,
   stats->buckets[bucket].fetch_add(1, std::memory_order_relaxed);
   stats->micros_sum.fetch_add(absl::ToInt64Microseconds(latency),
                               std::memory_order_relaxed);
-  absl::MutexLock lock(&stats->mu);
-  ++stats->by_code[code];
+  const size_t index = static_cast<size_t>(code);
+  if (index < stats->by_code.size()) {
+    stats->by_code[index].fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 void Metrics::AddCollector(Collector collector) {
@@ -101,14 +103,13 @@ std::string Metrics::Render() {
   out.Family("grpc_server_handled_total", "counter",
              "RPCs completed on the server, by method and status code.");
   for (const auto& [method, stats] : methods) {
-    std::map<std::string, int64_t> codes;
-    {
-      absl::MutexLock lock(&stats->mu);
-      codes.insert(stats->by_code.begin(), stats->by_code.end());
-    }
-    for (const auto& [code, count] : codes) {
+    for (size_t code = 0; code < stats->by_code.size(); ++code) {
+      const int64_t count = stats->by_code[code].load();
+      if (count == 0) continue;
       out.Sample("grpc_server_handled_total",
-                 {{"grpc_method", method}, {"grpc_code", code}},
+                 {{"grpc_method", method},
+                  {"grpc_code", absl::StatusCodeToString(
+                                    static_cast<absl::StatusCode>(code))}},
                  static_cast<double>(count));
     }
   }

@@ -79,7 +79,7 @@ void RpcRunner::Finish(grpc::CallbackServerContext* context,
   entry.request_id = start.request_id;
   entry.error = status.message();
   LogRpc(entry);
-  Metrics::Default().ObserveRpc(method, code, entry.latency);
+  Metrics::Default().ObserveRpc(method, status.code(), entry.latency);
   reactor->Finish(result);
 }
 
@@ -101,7 +101,7 @@ void RpcRunner::LogStream(absl::string_view method, absl::Time start,
   entry.request_id = call.request_id;
   entry.error = status.message();
   LogRpc(entry);
-  Metrics::Default().ObserveRpc(method, code, entry.latency);
+  Metrics::Default().ObserveRpc(method, status.code(), entry.latency);
 }
 
 }  // namespace custos
