@@ -1,6 +1,5 @@
 // access_service: sites, members and roles, access requests and approvals,
 // pilots, and permission checks cached in Redis (DESIGN §1, R1, R5-R9).
-#include <cstdlib>
 #include <memory>
 #include <string>
 #include <thread>
@@ -17,6 +16,7 @@
 #include "common/peer_delivery.h"
 #include "common/redis_client.h"
 #include "common/server.h"
+#include "common/service_flags.h"
 #include "common/service_token.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -44,73 +44,27 @@ ABSL_FLAG(int, peer_timeout_ms, 500, "deadline of calls to peer services");
 ABSL_FLAG(std::string, notifications_address, "",
           "notification_service host:port, told of access requests and "
           "decisions (R8) through the outbox; empty = none");
-ABSL_FLAG(std::string, service_token_file, "",
-          "JWT with role `service` presented to peers; re-read when it "
-          "changes");
 ABSL_FLAG(absl::Duration, cache_ttl, absl::Minutes(10),
           "upper bound on how long any cached permission answer lives");
 ABSL_FLAG(absl::Duration, access_request_ttl, absl::Hours(24 * 30),
           "pending access requests expire after this long (R6)");
 ABSL_FLAG(absl::Duration, expiry_sweep_interval, absl::Minutes(1),
           "how often expired access requests are marked EXPIRED");
-ABSL_FLAG(std::string, jwt_hs256_secret_file, "",
-          "file holding the HS256 token secret");
-ABSL_FLAG(std::string, jwt_rs256_public_key_file, "",
-          "PEM file of the RS256 token public key");
-ABSL_FLAG(std::string, jwt_issuer, "custos-dev", "required token `iss`");
-ABSL_FLAG(std::string, jwt_audience, "custos", "required token `aud`");
-ABSL_FLAG(std::string, tls_cert_file, "", "server certificate chain (PEM)");
-ABSL_FLAG(std::string, tls_key_file, "", "server private key (PEM)");
-ABSL_FLAG(std::string, tls_client_ca_file, "",
-          "CA for client certificates; set to require mTLS");
-ABSL_FLAG(std::string, metrics_listen, "",
-          "host:port serving Prometheus metrics at /metrics; empty = none");
-ABSL_FLAG(int, shutdown_grace_seconds, 10,
-          "how long SIGTERM waits for in-flight calls");
-ABSL_FLAG(int, worker_threads, 8,
-          "threads running handlers, SQLite, Redis and peer calls");
 
-namespace {
-
-[[noreturn]] void Die(const std::string& message) {
-  custos::Log("error", message);
-  custos::FlushLogs();
-  std::exit(1);
-}
-
-}  // namespace
+using custos::Die;
 
 int main(int argc, char** argv) {
   custos::BlockTerminationSignals();
   custos::ParseFlagsWithEnvironment(argc, argv);
 
-  custos::JwtVerifierOptions jwt;
-  if (auto path = absl::GetFlag(FLAGS_jwt_hs256_secret_file); !path.empty()) {
-    jwt.hs256_secret = custos::ReadFileOrDie(path, "jwt_hs256_secret_file");
-  }
-  if (auto path = absl::GetFlag(FLAGS_jwt_rs256_public_key_file);
-      !path.empty()) {
-    jwt.rs256_public_key_pem =
-        custos::ReadFileOrDie(path, "jwt_rs256_public_key_file");
-  }
-  jwt.issuer = absl::GetFlag(FLAGS_jwt_issuer);
-  jwt.audience = absl::GetFlag(FLAGS_jwt_audience);
-  auto verifier = custos::JwtVerifier::Create(jwt, custos::RealClock::Get());
-  if (!verifier.ok()) {
-    Die("refusing to start without a token verification key "
-        "(--jwt_hs256_secret_file or --jwt_rs256_public_key_file): " +
-        std::string(verifier.status().message()));
-  }
+  const custos::JwtVerifier verifier = custos::VerifierFromFlags();
 
   auto policy =
       custos::access::Policy::LoadFile(absl::GetFlag(FLAGS_policy_file));
   if (!policy.ok()) Die("bad policy file: " + policy.status().ToString());
 
-  const std::string database = absl::GetFlag(FLAGS_database);
-  if (database.rfind("sqlite:", 0) != 0) {
-    Die("--database must be sqlite:PATH, got " + database);
-  }
-  auto db = custos::access::AccessStore::Open(database.substr(7));
+  auto db = custos::access::AccessStore::Open(
+      custos::SqlitePathOrDie(absl::GetFlag(FLAGS_database)));
   if (!db.ok()) Die("cannot open database: " + db.status().ToString());
 
   custos::RedisOptions redis_options;
@@ -120,7 +74,7 @@ int main(int argc, char** argv) {
   redis_options.command_timeout = redis_options.connect_timeout;
   custos::RedisClient redis(redis_options);
 
-  custos::ServiceToken token(absl::GetFlag(FLAGS_service_token_file));
+  custos::ServiceToken token(custos::ServiceTokenFileFlag());
   custos::access::GrpcCustomerFactsSource customers(
       custos::customers::v1::CustomerManagementService::NewStub(
           grpc::CreateChannel(absl::GetFlag(FLAGS_customers_address),
@@ -196,18 +150,11 @@ int main(int argc, char** argv) {
     custos::Metrics::Default().AddCollector(
         custos::OutboxMetrics({notifications_outbox.get()}));
   }
-  custos::Executor executor(absl::GetFlag(FLAGS_worker_threads));
-  custos::access::AccessService service(&logic, &*verifier, &executor);
+  custos::Executor executor(custos::WorkerThreadsFlag());
+  custos::access::AccessService service(&logic, &verifier, &executor);
 
-  custos::ServerOptions options;
-  options.listen = absl::GetFlag(FLAGS_listen);
-  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
-  options.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
-  options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
-  options.shutdown_grace =
-      absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
-  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
-  options.health_service_names = {"custos.access.v1.AccessService"};
+  custos::ServerOptions options = custos::ServerOptionsFromFlags(
+      absl::GetFlag(FLAGS_listen), {"custos.access.v1.AccessService"});
   absl::Status status = custos::ServeUntilTerminated(options, {&service});
   executor.Shutdown();
   stop_sweeper.Notify();

@@ -1,0 +1,38 @@
+#ifndef CUSTOS_COMMON_SERVICE_FLAGS_H_
+#define CUSTOS_COMMON_SERVICE_FLAGS_H_
+
+#include <string>
+#include <vector>
+
+#include "common/auth.h"
+#include "common/server.h"
+
+namespace custos {
+
+// The flags every service binary takes, defined once here:
+// --jwt_hs256_secret_file, --jwt_rs256_public_key_file, --jwt_issuer,
+// --jwt_audience, --tls_cert_file, --tls_key_file, --tls_client_ca_file,
+// --metrics_listen, --shutdown_grace_seconds, --worker_threads and
+// --service_token_file. Each binary adds its own (--listen, --database,
+// peers, ...). Call after ParseFlagsWithEnvironment.
+
+// Logs the message and exits 1.
+[[noreturn]] void Die(const std::string& message);
+
+// The bearer-token verifier; exits when no key is configured (a service never
+// runs unauthenticated).
+JwtVerifier VerifierFromFlags();
+
+// TLS, drain deadline and metrics from the flags, serving on `listen`.
+ServerOptions ServerOptionsFromFlags(std::string listen,
+                                     std::vector<std::string> health_names);
+
+// PATH of --database=sqlite:PATH; exits for anything else.
+std::string SqlitePathOrDie(const std::string& database);
+
+int WorkerThreadsFlag();
+std::string ServiceTokenFileFlag();
+
+}  // namespace custos
+
+#endif  // CUSTOS_COMMON_SERVICE_FLAGS_H_
