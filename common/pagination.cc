@@ -1,9 +1,12 @@
 #include "common/pagination.h"
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/grpc_status.h"
+#include "common/status_macros.h"
 
 namespace custos {
 namespace {
@@ -44,6 +47,23 @@ absl::StatusOr<std::vector<std::string>> DecodePageToken(
   }
   parts.erase(parts.begin());
   return parts;
+}
+
+std::string EncodeTimeKeyPageToken(absl::string_view query, int64_t micros,
+                                   absl::string_view id) {
+  return EncodePageToken(query, {absl::StrCat(micros), std::string(id)});
+}
+
+absl::StatusOr<std::optional<TimeKey>> DecodeTimeKeyPageToken(
+    absl::string_view token, absl::string_view query) {
+  if (token.empty()) return std::optional<TimeKey>();
+  ASSIGN_OR_RETURN(std::vector<std::string> key,
+                   DecodePageToken(token, query, 2));
+  int64_t micros = 0;
+  if (!absl::SimpleAtoi(key[0], &micros)) {
+    return InvalidField("page_token", "is malformed");
+  }
+  return std::optional<TimeKey>(TimeKey(micros, std::move(key[1])));
 }
 
 }  // namespace custos

@@ -1,7 +1,10 @@
 #ifndef CUSTOS_COMMON_PAGINATION_H_
 #define CUSTOS_COMMON_PAGINATION_H_
 
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -27,6 +30,15 @@ std::string EncodePageToken(absl::string_view query,
 // malformed, was issued for another query, or has the wrong key size.
 absl::StatusOr<std::vector<std::string>> DecodePageToken(
     absl::string_view token, absl::string_view query, size_t key_size);
+
+// Newest-first listings page by (create time in microseconds, id).
+using TimeKey = std::pair<int64_t, std::string>;
+std::string EncodeTimeKeyPageToken(absl::string_view query, int64_t micros,
+                                   absl::string_view id);
+// nullopt for an empty token (the first page); INVALID_ARGUMENT naming
+// "page_token" as DecodePageToken.
+absl::StatusOr<std::optional<TimeKey>> DecodeTimeKeyPageToken(
+    absl::string_view token, absl::string_view query);
 
 }  // namespace custos
 

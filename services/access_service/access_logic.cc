@@ -624,8 +624,9 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::CreateAccessRequest(
         }
         // R6: a site's administrators decide, but never on their own
         // request; with nobody else to decide, Customer Care does.
-        ASSIGN_OR_RETURN(int64_t admins,
-                         AccessStore::CountAdministrators(db, ids[0]));
+        ASSIGN_OR_RETURN(std::vector<std::string> administrators,
+                         AccessStore::ListAdministrators(db, ids[0]));
+        int64_t admins = static_cast<int64_t>(administrators.size());
         if (member && member->role() == v1::SITE_ROLE_SITE_ADMINISTRATOR) {
           --admins;
         }
@@ -646,8 +647,6 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::CreateAccessRequest(
         *created.mutable_expire_time() = TimeUtil::MicrosecondsToTimestamp(
             absl::ToUnixMicros(now + options_.request_ttl));
         RETURN_IF_ERROR(AccessStore::InsertRequest(db, ids[0], id, created));
-        ASSIGN_OR_RETURN(std::vector<std::string> administrators,
-                         AccessStore::ListAdministrators(db, ids[0]));
         RETURN_IF_ERROR(
             notices_.RequestCreated(db, created, administrators, now));
         result = created;
@@ -739,15 +738,8 @@ absl::StatusOr<v1::ListAccessRequestsResponse> AccessLogic::ListAccessRequests(
       absl::StrCat("requests:", filter.site_id, ":", filter.requester, ":",
                    filter.state ? static_cast<int>(*filter.state) : 0, ":",
                    filter.approver ? static_cast<int>(*filter.approver) : 0);
-  std::optional<std::pair<int64_t, std::string>> before;
-  if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(auto key, DecodePageToken(request.page_token(), query, 2));
-    int64_t micros = 0;
-    if (!absl::SimpleAtoi(key[0], &micros)) {
-      return InvalidField("page_token", "is malformed");
-    }
-    before.emplace(micros, key[1]);
-  }
+  ASSIGN_OR_RETURN(std::optional<TimeKey> before,
+                   DecodeTimeKeyPageToken(request.page_token(), query));
   std::vector<v1::AccessRequest> rows;
   RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
     ASSIGN_OR_RETURN(
@@ -760,10 +752,9 @@ absl::StatusOr<v1::ListAccessRequestsResponse> AccessLogic::ListAccessRequests(
     const v1::AccessRequest& last = rows.back();
     auto ids =
         ParseResourceName(last.name(), "sites/*/accessRequests/*", "name");
-    response.set_next_page_token(EncodePageToken(
-        query,
-        {absl::StrCat(TimeUtil::TimestampToMicroseconds(last.create_time())),
-         absl::StrCat((*ids)[0], "/", (*ids)[1])}));
+    response.set_next_page_token(EncodeTimeKeyPageToken(
+        query, TimeUtil::TimestampToMicroseconds(last.create_time()),
+        absl::StrCat((*ids)[0], "/", (*ids)[1])));
   }
   const absl::Time now = clock_->Now();
   for (v1::AccessRequest& row : rows) {

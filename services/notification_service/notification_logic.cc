@@ -47,6 +47,36 @@ absl::Status ValidateCategory(absl::string_view field, v1::Category category) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateSeverity(v1::Severity severity) {
+  if (severity == v1::SEVERITY_UNSPECIFIED || !v1::Severity_IsValid(severity)) {
+    return InvalidField("severity", "must be a SEVERITY_* value");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateText(absl::string_view title, absl::string_view body) {
+  RETURN_IF_ERROR(ValidateDisplayName("title", title, true));
+  if (body.size() > kMaxBodyBytes) {
+    return InvalidField(
+        "body", absl::StrCat("must be at most ", kMaxBodyBytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+// A new alert's record; the caller sets what its kind adds.
+v1::Alert NewAlert(const std::string& alert_id, v1::Severity severity,
+                   const std::string& title, const std::string& body,
+                   absl::Time now) {
+  v1::Alert alert;
+  alert.set_name(absl::StrCat("alerts/", alert_id));
+  alert.set_severity(severity);
+  alert.set_title(title);
+  alert.set_body(body);
+  *alert.mutable_create_time() =
+      TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now));
+  return alert;
+}
+
 // `users/{u}` → u; only the user or staff may act on it.
 absl::StatusOr<std::string> OwnUser(const CallContext& call,
                                     absl::string_view name,
@@ -165,15 +195,8 @@ absl::StatusOr<v1::Alert> NotificationLogic::PublishAlert(
   ASSIGN_OR_RETURN(auto customer, ParseResourceName(request.customer(),
                                                     "customers/*", "customer"));
   RETURN_IF_ERROR(ValidateCategory("category", request.category()));
-  if (request.severity() == v1::SEVERITY_UNSPECIFIED ||
-      !v1::Severity_IsValid(request.severity())) {
-    return InvalidField("severity", "must be a SEVERITY_* value");
-  }
-  RETURN_IF_ERROR(ValidateDisplayName("title", request.title(), true));
-  if (request.body().size() > kMaxBodyBytes) {
-    return InvalidField(
-        "body", absl::StrCat("must be at most ", kMaxBodyBytes, " bytes"));
-  }
+  RETURN_IF_ERROR(ValidateSeverity(request.severity()));
+  RETURN_IF_ERROR(ValidateText(request.title(), request.body()));
   RETURN_IF_ERROR(ValidateRequestId(request.request_id()));
   const IdempotencyKey key{call.principal.subject, "PublishAlert",
                            request.request_id()};
@@ -193,16 +216,11 @@ absl::StatusOr<v1::Alert> NotificationLogic::PublishAlert(
     }
     const absl::Time now = clock_->Now();
     const std::string alert_id = ids_->NewId();
-    v1::Alert alert;
-    alert.set_name(absl::StrCat("alerts/", alert_id));
+    v1::Alert alert = NewAlert(alert_id, request.severity(), request.title(),
+                               request.body(), now);
     alert.set_customer(request.customer());
     alert.set_category(request.category());
-    alert.set_severity(request.severity());
-    alert.set_title(request.title());
-    alert.set_body(request.body());
     alert.set_recipient_count(static_cast<int64_t>(users.size()));
-    *alert.mutable_create_time() =
-        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now));
     // The alert and its whole fan-out commit together, or not at all.
     RETURN_IF_ERROR(NotificationStore::InsertAlert(db, alert_id, alert, now));
     RETURN_IF_ERROR(
@@ -255,15 +273,8 @@ absl::StatusOr<v1::Alert> NotificationLogic::Notify(
     if (seen.insert(inbox).second) inboxes.push_back(std::move(inbox));
   }
   RETURN_IF_ERROR(ValidateCategory("category", request.category()));
-  if (request.severity() == v1::SEVERITY_UNSPECIFIED ||
-      !v1::Severity_IsValid(request.severity())) {
-    return InvalidField("severity", "must be a SEVERITY_* value");
-  }
-  RETURN_IF_ERROR(ValidateDisplayName("title", request.title(), true));
-  if (request.body().size() > kMaxBodyBytes) {
-    return InvalidField(
-        "body", absl::StrCat("must be at most ", kMaxBodyBytes, " bytes"));
-  }
+  RETURN_IF_ERROR(ValidateSeverity(request.severity()));
+  RETURN_IF_ERROR(ValidateText(request.title(), request.body()));
   if (request.subject().size() > kMaxSubjectBytes) {
     return InvalidField("subject", absl::StrCat("must be at most ",
                                                 kMaxSubjectBytes, " bytes"));
@@ -284,16 +295,11 @@ absl::StatusOr<v1::Alert> NotificationLogic::Notify(
     if (replayed) return absl::OkStatus();
     const absl::Time now = clock_->Now();
     const std::string alert_id = ids_->NewId();
-    v1::Alert alert;
-    alert.set_name(absl::StrCat("alerts/", alert_id));
+    v1::Alert alert = NewAlert(alert_id, request.severity(), request.title(),
+                               request.body(), now);
     alert.set_category(request.category());
-    alert.set_severity(request.severity());
-    alert.set_title(request.title());
-    alert.set_body(request.body());
     alert.set_subject(request.subject());
     alert.set_recipient_count(static_cast<int64_t>(inboxes.size()));
-    *alert.mutable_create_time() =
-        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now));
     RETURN_IF_ERROR(NotificationStore::InsertAlert(db, alert_id, alert, now));
     RETURN_IF_ERROR(
         NotificationStore::Deliver(db, alert_id, inboxes, now).status());
@@ -333,11 +339,7 @@ absl::StatusOr<v1::Alert> NotificationLogic::PublishBroadcast(
                         "must be BROADCAST_KIND_OUTAGE or "
                         "BROADCAST_KIND_MAINTENANCE");
   }
-  RETURN_IF_ERROR(ValidateDisplayName("title", request.title(), true));
-  if (request.body().size() > kMaxBodyBytes) {
-    return InvalidField(
-        "body", absl::StrCat("must be at most ", kMaxBodyBytes, " bytes"));
-  }
+  RETURN_IF_ERROR(ValidateText(request.title(), request.body()));
   RETURN_IF_ERROR(ValidateRequestId(request.request_id()));
   const IdempotencyKey key{call.principal.subject, "PublishBroadcast",
                            request.request_id()};
@@ -348,16 +350,12 @@ absl::StatusOr<v1::Alert> NotificationLogic::PublishBroadcast(
     if (replayed) return absl::OkStatus();
     const absl::Time now = clock_->Now();
     const std::string alert_id = ids_->NewId();
-    v1::Alert alert;
-    alert.set_name(absl::StrCat("alerts/", alert_id));
+    v1::Alert alert = NewAlert(alert_id,
+                               request.kind() == v1::BROADCAST_KIND_OUTAGE
+                                   ? v1::SEVERITY_CRITICAL
+                                   : v1::SEVERITY_INFO,
+                               request.title(), request.body(), now);
     alert.set_broadcast_kind(request.kind());
-    alert.set_severity(request.kind() == v1::BROADCAST_KIND_OUTAGE
-                           ? v1::SEVERITY_CRITICAL
-                           : v1::SEVERITY_INFO);
-    alert.set_title(request.title());
-    alert.set_body(request.body());
-    *alert.mutable_create_time() =
-        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now));
     // Recorded with its fan-out cursor in one transaction; the fan-out
     // itself runs in pages (BroadcastFanout) and survives a crash.
     RETURN_IF_ERROR(NotificationStore::InsertAlert(db, alert_id, alert, now));
@@ -416,15 +414,8 @@ NotificationLogic::ListNotifications(
   ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size()));
   const std::string query =
       absl::StrCat("inbox:", user, ":", request.unread_only());
-  std::optional<std::pair<int64_t, std::string>> before;
-  if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(auto key, DecodePageToken(request.page_token(), query, 2));
-    int64_t micros = 0;
-    if (!absl::SimpleAtoi(key[0], &micros)) {
-      return InvalidField("page_token", "is malformed");
-    }
-    before.emplace(micros, key[1]);
-  }
+  ASSIGN_OR_RETURN(std::optional<TimeKey> before,
+                   DecodeTimeKeyPageToken(request.page_token(), query));
   std::vector<v1::Notification> rows;
   RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
     ASSIGN_OR_RETURN(
@@ -436,10 +427,9 @@ NotificationLogic::ListNotifications(
   if (static_cast<int>(rows.size()) > page_size) {
     rows.resize(page_size);
     const v1::Notification& last = rows.back();
-    response.set_next_page_token(EncodePageToken(
-        query,
-        {absl::StrCat(TimeUtil::TimestampToMicroseconds(last.create_time())),
-         std::string(LastSegment(last.name()))}));
+    response.set_next_page_token(EncodeTimeKeyPageToken(
+        query, TimeUtil::TimestampToMicroseconds(last.create_time()),
+        LastSegment(last.name())));
   }
   for (v1::Notification& row : rows) {
     *response.add_notifications() = std::move(row);

@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/audit_store.h"
@@ -192,15 +191,8 @@ WebhookLogic::ListWebhookDeliveries(
   ASSIGN_OR_RETURN(auto endpoint, ParseEndpoint(request.parent(), "parent"));
   ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size()));
   const std::string query = absl::StrCat("deliveries:", request.parent());
-  std::optional<std::pair<int64_t, std::string>> before;
-  if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(auto key, DecodePageToken(request.page_token(), query, 2));
-    int64_t micros = 0;
-    if (!absl::SimpleAtoi(key[0], &micros)) {
-      return InvalidField("page_token", "is malformed");
-    }
-    before.emplace(micros, key[1]);
-  }
+  ASSIGN_OR_RETURN(std::optional<TimeKey> before,
+                   DecodeTimeKeyPageToken(request.page_token(), query));
   std::vector<v1::WebhookDelivery> rows;
   RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
     ASSIGN_OR_RETURN(auto found, WebhookStore::FindEndpoint(db, endpoint.first,
@@ -218,10 +210,9 @@ WebhookLogic::ListWebhookDeliveries(
   if (static_cast<int>(rows.size()) > page_size) {
     rows.resize(page_size);
     const v1::WebhookDelivery& last = rows.back();
-    response.set_next_page_token(EncodePageToken(
-        query,
-        {absl::StrCat(TimeUtil::TimestampToMicroseconds(last.create_time())),
-         std::string(LastSegment(last.name()))}));
+    response.set_next_page_token(EncodeTimeKeyPageToken(
+        query, TimeUtil::TimestampToMicroseconds(last.create_time()),
+        LastSegment(last.name())));
   }
   for (v1::WebhookDelivery& row : rows) {
     *response.add_webhook_deliveries() = std::move(row);
