@@ -23,9 +23,9 @@ CREATE TABLE audit_events (
 CREATE INDEX audit_events_by_resource ON audit_events(resource, id);
 )sql";
 
-absl::Status AppendAuditEvent(SqliteConnection& db, const AuditRecord& record) {
+absl::Status AppendAuditEvent(Connection& db, const AuditRecord& record) {
   ASSIGN_OR_RETURN(
-      SqliteStatement insert,
+      Statement insert,
       db.Prepare("INSERT INTO audit_events(actor, action, resource, "
                  "before_json, after_json, time_micros, request_id) "
                  "VALUES (?, ?, ?, ?, ?, ?, ?)"));
@@ -40,7 +40,7 @@ absl::Status AppendAuditEvent(SqliteConnection& db, const AuditRecord& record) {
 }
 
 absl::StatusOr<custos::common::v1::ListAuditEventsResponse> ListAuditEvents(
-    SqliteDatabase& database, const std::string& parent, int page_size,
+    Database& database, const std::string& parent, int page_size,
     const std::string& page_token) {
   const std::string query = absl::StrCat("audit:", parent);
   int64_t before_id = INT64_MAX;
@@ -52,11 +52,11 @@ absl::StatusOr<custos::common::v1::ListAuditEventsResponse> ListAuditEvents(
     }
   }
   custos::common::v1::ListAuditEventsResponse response;
-  RETURN_IF_ERROR(database.Read([&](SqliteConnection& db) {
+  RETURN_IF_ERROR(database.Read([&](Connection& db) {
     // "parent/" <= resource < "parent0" selects every descendant: '0'
     // follows '/' in ASCII.
     ASSIGN_OR_RETURN(
-        SqliteStatement select,
+        Statement select,
         db.Prepare("SELECT id, actor, action, resource, before_json, "
                    "after_json, time_micros, request_id FROM audit_events "
                    "WHERE (resource = ?1 OR (resource >= ?1 || '/' AND "

@@ -6,7 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "common/sqlite.h"
+#include "common/database.h"
 #include "custos/common/v1/audit.pb.h"
 
 namespace custos {
@@ -27,12 +27,12 @@ struct AuditRecord {
 
 // Appends one event. Call inside the Write transaction of the change itself,
 // so an event exists exactly when the change does.
-absl::Status AppendAuditEvent(SqliteConnection& db, const AuditRecord& record);
+absl::Status AppendAuditEvent(Connection& db, const AuditRecord& record);
 
 // Events on `parent` and every resource below it, newest first.
 // REQUIRES: `parent` is a validated resource name; page_size normalized.
 absl::StatusOr<custos::common::v1::ListAuditEventsResponse> ListAuditEvents(
-    SqliteDatabase& database, const std::string& parent, int page_size,
+    Database& database, const std::string& parent, int page_size,
     const std::string& page_token);
 
 }  // namespace custos

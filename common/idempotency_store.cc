@@ -36,10 +36,9 @@ std::string RequestFingerprint(const google::protobuf::Message& request) {
 }
 
 absl::StatusOr<std::optional<std::string>> FindReplay(
-    SqliteConnection& db, const IdempotencyKey& key,
-    const std::string& fingerprint) {
+    Connection& db, const IdempotencyKey& key, const std::string& fingerprint) {
   ASSIGN_OR_RETURN(
-      SqliteStatement select,
+      Statement select,
       db.Prepare("SELECT fingerprint, response FROM idempotency_keys WHERE "
                  "principal = ? AND method = ? AND request_id = ?"));
   select.Bind(1, key.principal).Bind(2, key.method).Bind(3, key.request_id);
@@ -52,12 +51,12 @@ absl::StatusOr<std::optional<std::string>> FindReplay(
   return std::optional<std::string>(select.ColumnText(1));
 }
 
-absl::Status RecordResponse(SqliteConnection& db, const IdempotencyKey& key,
+absl::Status RecordResponse(Connection& db, const IdempotencyKey& key,
                             const std::string& fingerprint,
                             const google::protobuf::Message& response,
                             absl::Time now) {
   ASSIGN_OR_RETURN(
-      SqliteStatement insert,
+      Statement insert,
       db.Prepare("INSERT INTO idempotency_keys(principal, method, request_id, "
                  "fingerprint, response, create_micros) "
                  "VALUES (?, ?, ?, ?, ?, ?)"));

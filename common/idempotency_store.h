@@ -6,7 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "common/sqlite.h"
+#include "common/database.h"
 #include "google/protobuf/message.h"
 
 namespace custos {
@@ -29,10 +29,9 @@ std::string RequestFingerprint(const google::protobuf::Message& request);
 // request; nullopt when unused; INVALID_ARGUMENT naming "request_id" when it
 // was used with a different request.
 absl::StatusOr<std::optional<std::string>> FindReplay(
-    SqliteConnection& db, const IdempotencyKey& key,
-    const std::string& fingerprint);
+    Connection& db, const IdempotencyKey& key, const std::string& fingerprint);
 
-absl::Status RecordResponse(SqliteConnection& db, const IdempotencyKey& key,
+absl::Status RecordResponse(Connection& db, const IdempotencyKey& key,
                             const std::string& fingerprint,
                             const google::protobuf::Message& response,
                             absl::Time now);

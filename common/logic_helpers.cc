@@ -76,7 +76,7 @@ absl::Status ValidateUserId(absl::string_view field, absl::string_view value) {
   return ValidateResourceId(value, field, /*optional=*/false);
 }
 
-absl::Status Remember(SqliteConnection& db, const IdempotencyKey& key,
+absl::Status Remember(Connection& db, const IdempotencyKey& key,
                       const std::string& fingerprint,
                       const google::protobuf::Message& response,
                       absl::Time now) {

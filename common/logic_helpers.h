@@ -13,9 +13,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/database.h"
 #include "common/idempotency_store.h"
 #include "common/pagination.h"
-#include "common/sqlite.h"
 #include "common/status_macros.h"
 #include "google/protobuf/message.h"
 
@@ -46,7 +46,7 @@ absl::Status ValidateUserId(absl::string_view field, absl::string_view value);
 // request_id was already answered for the same request; INVALID_ARGUMENT on
 // request_id when it was used for a different request.
 template <typename Response>
-absl::StatusOr<bool> Replayed(SqliteConnection& db, const IdempotencyKey& key,
+absl::StatusOr<bool> Replayed(Connection& db, const IdempotencyKey& key,
                               const std::string& fingerprint,
                               Response* response) {
   if (key.request_id.empty()) return false;
@@ -60,7 +60,7 @@ absl::StatusOr<bool> Replayed(SqliteConnection& db, const IdempotencyKey& key,
 }
 
 // Records a create's response under its request_id (no-op without one).
-absl::Status Remember(SqliteConnection& db, const IdempotencyKey& key,
+absl::Status Remember(Connection& db, const IdempotencyKey& key,
                       const std::string& fingerprint,
                       const google::protobuf::Message& response,
                       absl::Time now);

@@ -30,12 +30,12 @@ DROP INDEX outbox_due;
 CREATE INDEX outbox_due ON outbox(destination, next_attempt_micros, id);
 )sql";
 
-absl::Status EnqueueOutbox(SqliteConnection& db, absl::string_view destination,
+absl::Status EnqueueOutbox(Connection& db, absl::string_view destination,
                            absl::string_view method,
                            const google::protobuf::Message& payload,
                            absl::Time now) {
   ASSIGN_OR_RETURN(
-      SqliteStatement insert,
+      Statement insert,
       db.Prepare("INSERT INTO outbox(destination, method, payload, "
                  "next_attempt_micros, create_micros) VALUES (?1, ?2, ?3, ?4, "
                  "?4)"));
@@ -46,7 +46,7 @@ absl::Status EnqueueOutbox(SqliteConnection& db, absl::string_view destination,
       .Run();
 }
 
-OutboxWorker::OutboxWorker(SqliteDatabase* db, const Clock* clock,
+OutboxWorker::OutboxWorker(Database* db, const Clock* clock,
                            std::string destination, OutboxOptions options,
                            Deliver deliver)
     : db_(db),
@@ -107,9 +107,9 @@ absl::Status OutboxWorker::DeliverDue(absl::Time give_up) {
   absl::MutexLock deliver_lock(&deliver_mu_);
   while (clock_->Now() < give_up) {
     std::vector<OutboxMessage> due;
-    RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+    RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
       ASSIGN_OR_RETURN(
-          SqliteStatement select,
+          Statement select,
           db.Prepare("SELECT id, destination, method, payload, attempts FROM "
                      "outbox WHERE destination = ?1 AND next_attempt_micros "
                      "<= ?2 ORDER BY id LIMIT ?3"));
@@ -133,17 +133,17 @@ absl::Status OutboxWorker::DeliverDue(absl::Time give_up) {
       absl::Status delivered = deliver_(message);
       (delivered.ok() ? delivered_ : failed_).fetch_add(1);
       if (delivered.ok()) {
-        RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
-          ASSIGN_OR_RETURN(SqliteStatement remove,
+        RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
+          ASSIGN_OR_RETURN(Statement remove,
                            db.Prepare("DELETE FROM outbox WHERE id = ?"));
           return remove.Bind(1, message.id).Run();
         }));
         continue;
       }
       const absl::Time retry_at = clock_->Now() + Backoff(message.attempts + 1);
-      RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+      RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(
-            SqliteStatement update,
+            Statement update,
             db.Prepare("UPDATE outbox SET attempts = attempts + 1, "
                        "next_attempt_micros = ?2, last_error = ?3 WHERE id = "
                        "?1"));
@@ -170,8 +170,8 @@ absl::Status OutboxWorker::DeliverDue(absl::Time give_up) {
 
 absl::StatusOr<int64_t> OutboxWorker::Depth() {
   int64_t depth = 0;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
-    ASSIGN_OR_RETURN(SqliteStatement count,
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(Statement count,
                      db.Prepare("SELECT COUNT(*) FROM outbox WHERE "
                                 "destination = ?"));
     count.Bind(1, destination_);
@@ -184,8 +184,8 @@ absl::StatusOr<int64_t> OutboxWorker::Depth() {
 
 absl::StatusOr<std::pair<int64_t, absl::Duration>> OutboxWorker::Backlog() {
   std::pair<int64_t, absl::Duration> backlog{0, absl::ZeroDuration()};
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
-    ASSIGN_OR_RETURN(SqliteStatement select,
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(Statement select,
                      db.Prepare("SELECT COUNT(*), MIN(create_micros) FROM "
                                 "outbox WHERE destination = ?"));
     select.Bind(1, destination_);

@@ -17,8 +17,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/database.h"
 #include "common/metrics.h"
-#include "common/sqlite.h"
 #include "google/protobuf/message.h"
 
 namespace custos {
@@ -40,7 +40,7 @@ struct OutboxMessage {
 };
 
 // Appends a message. Call inside the write transaction of the change.
-absl::Status EnqueueOutbox(SqliteConnection& db, absl::string_view destination,
+absl::Status EnqueueOutbox(Connection& db, absl::string_view destination,
                            absl::string_view method,
                            const google::protobuf::Message& payload,
                            absl::Time now);
@@ -69,7 +69,7 @@ class OutboxWorker {
   using Deliver = std::function<absl::Status(const OutboxMessage&)>;
 
   // REQUIRES: `db` and `clock` outlive the worker.
-  OutboxWorker(SqliteDatabase* db, const Clock* clock, std::string destination,
+  OutboxWorker(Database* db, const Clock* clock, std::string destination,
                OutboxOptions options, Deliver deliver);
   // Stops.
   ~OutboxWorker();
@@ -101,7 +101,7 @@ class OutboxWorker {
   absl::Status DeliverDue(absl::Time give_up);
   absl::Duration Backoff(int64_t attempts);
 
-  SqliteDatabase* const db_;
+  Database* const db_;
   const Clock* const clock_;
   const std::string destination_;
   const OutboxOptions options_;

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "common/database.h"
 
 struct pg_conn;
 struct pg_result;
@@ -28,6 +29,11 @@ namespace custos {
 // CAST, which SQLite reads the same way.
 std::string PostgresParameters(absl::string_view sql);
 
+// PostgreSQL's text of a migration written for SQLite: INTEGER becomes
+// BIGINT (SQLite's integers are 64-bit), BLOB becomes BYTEA, and
+// `INTEGER PRIMARY KEY AUTOINCREMENT` an identity column.
+std::string PostgresSchema(absl::string_view sql);
+
 // What a connection remembers of its last statement.
 struct PostgresSession {
   // Rows changed by the last statement.
@@ -40,39 +46,25 @@ struct PostgresSession {
 // A statement of one PostgreSQL connection, with the same surface as
 // SqliteStatement: bind, Step through the rows, read columns. It runs when
 // first stepped. Not thread-safe; lives within one transaction.
-class PostgresStatement {
+class PostgresStatement : public Statement::Backend {
  public:
   PostgresStatement(pg_conn* conn, std::string name, PostgresSession* session)
       : conn_(conn), name_(std::move(name)), session_(session) {}
-  PostgresStatement(PostgresStatement&& other) noexcept;
   PostgresStatement(const PostgresStatement&) = delete;
   PostgresStatement& operator=(const PostgresStatement&) = delete;
-  ~PostgresStatement();
+  ~PostgresStatement() override;
 
-  // Parameters are 1-based.
-  PostgresStatement& Bind(int index, absl::string_view value);
-  PostgresStatement& Bind(int index, const char* value) {
-    return Bind(index, absl::string_view(value));
-  }
-  PostgresStatement& Bind(int index, int64_t value);
-  PostgresStatement& Bind(int index, int value) {
-    return Bind(index, static_cast<int64_t>(value));
-  }
-  PostgresStatement& BindBlob(int index, absl::string_view bytes);
-  PostgresStatement& BindNull(int index);
-
-  // true: a row is available; false: done. Errors: ALREADY_EXISTS for
-  // unique violations, ABORTED for serialization failures and deadlocks
-  // (the transaction is retried), UNAVAILABLE when the server is gone,
-  // INTERNAL otherwise.
-  absl::StatusOr<bool> Step();
-  absl::Status Run();
-  void Reset();
-
-  // 0-based; NULL reads as "" / 0.
-  std::string ColumnText(int index) const;
-  int64_t ColumnInt64(int index) const;
-  bool ColumnIsNull(int index) const;
+  void Bind(int index, absl::string_view value) override;
+  void Bind(int index, int64_t value) override;
+  void BindBlob(int index, absl::string_view bytes) override;
+  void BindNull(int index) override;
+  // Also ABORTED for serialization failures and deadlocks (recorded in the
+  // session, so the transaction is retried).
+  absl::StatusOr<bool> Step() override;
+  void Reset() override;
+  std::string ColumnText(int index) const override;
+  int64_t ColumnInt64(int index) const override;
+  bool ColumnIsNull(int index) const override;
 
  private:
   struct Parameter {
@@ -90,17 +82,15 @@ class PostgresStatement {
 
 // One connection, with its statements prepared once by SQL text.
 // Not thread-safe: used by one transaction at a time.
-class PostgresConnection {
+class PostgresConnection : public Connection {
  public:
   static absl::StatusOr<std::unique_ptr<PostgresConnection>> Open(
       const std::string& url);
-  ~PostgresConnection();
+  ~PostgresConnection() override;
 
-  absl::StatusOr<PostgresStatement> Prepare(absl::string_view sql);
-  // Runs one or more statements without parameters or results.
-  absl::Status Exec(const std::string& sql);
-  // Rows changed by the last statement.
-  int Changes() const { return session_.changes; }
+  absl::StatusOr<Statement> Prepare(absl::string_view sql) override;
+  absl::Status Exec(const std::string& sql) override;
+  int Changes() const override { return session_.changes; }
   PostgresSession& session() { return session_; }
 
  private:
@@ -108,11 +98,6 @@ class PostgresConnection {
   pg_conn* conn_;
   PostgresSession session_;
   absl::flat_hash_map<std::string, std::string> statements_;  // sql → name
-};
-
-struct PostgresMigration {
-  int version;
-  std::string sql;
 };
 
 struct PostgresOptions {
@@ -129,20 +114,17 @@ struct PostgresOptions {
 // serialization failure, so each behaves as if it ran alone — what the
 // stores assume of SQLite's single writer. Reads see one snapshot.
 // Thread-safe.
-class PostgresDatabase {
+class PostgresDatabase : public Database {
  public:
-  // Applies every migration above the stored version, each in its own
-  // transaction under an advisory lock: replicas starting at once apply
-  // each migration exactly once.
+  // Applies every migration above the stored version (its `postgres_sql`,
+  // or PostgresSchema of its `sql`), each in its own transaction under an
+  // advisory lock: replicas starting at once apply each exactly once.
   static absl::StatusOr<std::unique_ptr<PostgresDatabase>> Open(
-      const PostgresOptions& options,
-      const std::vector<PostgresMigration>& migrations);
+      const PostgresOptions& options, const std::vector<Migration>& migrations);
 
-  using Body = std::function<absl::Status(PostgresConnection&)>;
-  // `body` may run more than once (after a serialization failure); it must
-  // only read and write through the connection and reset what it fills.
-  absl::Status Write(const Body& body);
-  absl::Status Read(const Body& body);
+  // `body` may run more than once (after a serialization failure).
+  absl::Status Write(const Body& body) override;
+  absl::Status Read(const Body& body) override;
 
  private:
   explicit PostgresDatabase(PostgresOptions options)

@@ -71,13 +71,6 @@ ServerOptions ServerOptionsFromFlags(std::string listen,
   return options;
 }
 
-std::string SqlitePathOrDie(const std::string& database) {
-  if (database.rfind("sqlite:", 0) != 0) {
-    Die("--database must be sqlite:PATH, got " + database);
-  }
-  return database.substr(7);
-}
-
 int WorkerThreadsFlag() { return absl::GetFlag(FLAGS_worker_threads); }
 
 std::string ServiceTokenFileFlag() {

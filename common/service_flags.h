@@ -27,9 +27,6 @@ JwtVerifier VerifierFromFlags();
 ServerOptions ServerOptionsFromFlags(std::string listen,
                                      std::vector<std::string> health_names);
 
-// PATH of --database=sqlite:PATH; exits for anything else.
-std::string SqlitePathOrDie(const std::string& database);
-
 int WorkerThreadsFlag();
 std::string ServiceTokenFileFlag();
 

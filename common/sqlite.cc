@@ -11,7 +11,7 @@ namespace custos {
 namespace {
 
 absl::Status RunCached(SqliteConnection& connection, const char* sql) {
-  absl::StatusOr<SqliteStatement> statement = connection.Prepare(sql);
+  absl::StatusOr<Statement> statement = connection.Prepare(sql);
   if (!statement.ok()) return statement.status();
   return statement->Run();
 }
@@ -36,15 +36,7 @@ absl::Status SqliteError(sqlite3* db, int code, absl::string_view what) {
 
 }  // namespace
 
-SqliteStatement::SqliteStatement(SqliteStatement&& other) noexcept
-    : stmt_(std::exchange(other.stmt_, nullptr)),
-      db_(other.db_),
-      bind_error_(other.bind_error_) {}
-
-SqliteStatement::~SqliteStatement() {
-  if (stmt_ == nullptr) return;
-  Reset();
-}
+SqliteStatement::~SqliteStatement() { Reset(); }
 
 void SqliteStatement::Reset() {
   sqlite3_reset(stmt_);
@@ -52,35 +44,26 @@ void SqliteStatement::Reset() {
   bind_error_ = 0;
 }
 
-SqliteStatement& SqliteStatement::Bind(int index, absl::string_view value) {
-  int rc = sqlite3_bind_text(stmt_, index, value.data(),
-                             static_cast<int>(value.size()), SQLITE_TRANSIENT);
+void SqliteStatement::Record(int rc) {
   if (rc != SQLITE_OK && bind_error_ == 0) bind_error_ = rc;
-  return *this;
 }
 
-SqliteStatement& SqliteStatement::Bind(int index, int64_t value) {
-  int rc = sqlite3_bind_int64(stmt_, index, value);
-  if (rc != SQLITE_OK && bind_error_ == 0) bind_error_ = rc;
-  return *this;
+void SqliteStatement::Bind(int index, absl::string_view value) {
+  Record(sqlite3_bind_text(stmt_, index, value.data(),
+                           static_cast<int>(value.size()), SQLITE_TRANSIENT));
 }
 
-SqliteStatement& SqliteStatement::BindBlob(int index, absl::string_view bytes) {
-  int rc = sqlite3_bind_blob(stmt_, index, bytes.data(),
-                             static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
-  if (rc != SQLITE_OK && bind_error_ == 0) bind_error_ = rc;
-  return *this;
+void SqliteStatement::Bind(int index, int64_t value) {
+  Record(sqlite3_bind_int64(stmt_, index, value));
 }
 
-SqliteStatement& SqliteStatement::BindNull(int index) {
-  int rc = sqlite3_bind_null(stmt_, index);
-  if (rc != SQLITE_OK && bind_error_ == 0) bind_error_ = rc;
-  return *this;
+void SqliteStatement::BindBlob(int index, absl::string_view bytes) {
+  Record(sqlite3_bind_blob(stmt_, index, bytes.data(),
+                           static_cast<int>(bytes.size()), SQLITE_TRANSIENT));
 }
 
-SqliteStatement& SqliteStatement::BindOptional(int index,
-                                               absl::string_view value) {
-  return value.empty() ? BindNull(index) : Bind(index, value);
+void SqliteStatement::BindNull(int index) {
+  Record(sqlite3_bind_null(stmt_, index));
 }
 
 absl::StatusOr<bool> SqliteStatement::Step() {
@@ -89,13 +72,6 @@ absl::StatusOr<bool> SqliteStatement::Step() {
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
   return SqliteError(db_, sqlite3_extended_errcode(db_), "step");
-}
-
-absl::Status SqliteStatement::Run() {
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, Step());
-    if (!row) return absl::OkStatus();
-  }
 }
 
 std::string SqliteStatement::ColumnText(int index) const {
@@ -145,8 +121,7 @@ SqliteConnection::~SqliteConnection() {
   sqlite3_close(db_);
 }
 
-absl::StatusOr<SqliteStatement> SqliteConnection::Prepare(
-    absl::string_view sql) {
+absl::StatusOr<Statement> SqliteConnection::Prepare(absl::string_view sql) {
   auto it = statements_.find(sql);
   if (it == statements_.end()) {
     sqlite3_stmt* stmt = nullptr;
@@ -157,7 +132,7 @@ absl::StatusOr<SqliteStatement> SqliteConnection::Prepare(
     }
     it = statements_.emplace(std::string(sql), stmt).first;
   }
-  return SqliteStatement(it->second, db_);
+  return Statement(std::make_unique<SqliteStatement>(it->second, db_));
 }
 
 absl::Status SqliteConnection::Exec(const std::string& sql) {
@@ -170,15 +145,10 @@ absl::Status SqliteConnection::Exec(const std::string& sql) {
                      absl::StrCat("exec: ", message));
 }
 
-int64_t SqliteConnection::LastInsertRowId() const {
-  return sqlite3_last_insert_rowid(db_);
-}
-
 int SqliteConnection::Changes() const { return sqlite3_changes(db_); }
 
 absl::StatusOr<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(
-    const SqliteOptions& options,
-    const std::vector<SqliteMigration>& migrations) {
+    const SqliteOptions& options, const std::vector<Migration>& migrations) {
   std::unique_ptr<SqliteDatabase> database(new SqliteDatabase);
   for (int i = 0; i < std::max(1, options.pool_size); ++i) {
     ASSIGN_OR_RETURN(
@@ -187,23 +157,23 @@ absl::StatusOr<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(
     database->idle_.push_back(connection.get());
     database->all_.push_back(std::move(connection));
   }
-  RETURN_IF_ERROR(database->Write([](SqliteConnection& db) {
+  RETURN_IF_ERROR(database->Write([](Connection& db) {
     return db.Exec(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL"
         " DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))");
   }));
-  for (const SqliteMigration& migration : migrations) {
-    absl::Status status = database->Write([&](SqliteConnection& db) {
+  for (const Migration& migration : migrations) {
+    absl::Status status = database->Write([&](Connection& db) {
       ASSIGN_OR_RETURN(
-          SqliteStatement applied,
+          Statement applied,
           db.Prepare("SELECT 1 FROM schema_migrations WHERE version = ?"));
       applied.Bind(1, migration.version);
       ASSIGN_OR_RETURN(bool done, applied.Step());
       if (done) return absl::OkStatus();
       RETURN_IF_ERROR(db.Exec(migration.sql));
       ASSIGN_OR_RETURN(
-          SqliteStatement record,
+          Statement record,
           db.Prepare("INSERT INTO schema_migrations(version) VALUES (?)"));
       return record.Bind(1, migration.version).Run();
     });

@@ -156,7 +156,7 @@ struct Changes {
 
 }  // namespace
 
-AccessLogic::AccessLogic(SqliteDatabase* db, const Policy* policy,
+AccessLogic::AccessLogic(Database* db, const Policy* policy,
                          PermissionEngine* engine, const Clock* clock,
                          IdGenerator* ids, AccessLogicOptions options,
                          OutboxWorker* notifications_outbox)
@@ -170,7 +170,7 @@ AccessLogic::AccessLogic(SqliteDatabase* db, const Policy* policy,
 
 absl::Status AccessLogic::Start() {
   int64_t seq = 0;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(seq, AccessStore::Counter(db, kSeq));
     return absl::OkStatus();
   }));
@@ -183,9 +183,9 @@ namespace {
 // Runs one write transaction that also advances the write sequence, then
 // tells the engine what changed: only then may the caller acknowledge it.
 template <typename Body>
-absl::Status WriteAndPublish(SqliteDatabase* database, PermissionEngine* engine,
+absl::Status WriteAndPublish(Database* database, PermissionEngine* engine,
                              Body body, Changes* changes) {
-  RETURN_IF_ERROR(database->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(database->Write([&](Connection& db) -> absl::Status {
     RETURN_IF_ERROR(body(db));
     ASSIGN_OR_RETURN(changes->seq, AccessStore::BumpCounter(db, kSeq));
     return absl::OkStatus();
@@ -199,9 +199,11 @@ absl::Status WriteAndPublish(SqliteDatabase* database, PermissionEngine* engine,
 }
 
 // R6: after a change that may have removed the site's last administrator.
-absl::Status HandOverIfNoAdministrator(
-    SqliteConnection& db, AccessNotices& notices, const std::string& site_id,
-    const std::string& actor, const std::string& request_id, absl::Time now) {
+absl::Status HandOverIfNoAdministrator(Connection& db, AccessNotices& notices,
+                                       const std::string& site_id,
+                                       const std::string& actor,
+                                       const std::string& request_id,
+                                       absl::Time now) {
   ASSIGN_OR_RETURN(int64_t admins,
                    AccessStore::CountAdministrators(db, site_id));
   if (admins > 0) return absl::OkStatus();
@@ -234,11 +236,11 @@ namespace {
 
 // The refusal for a caller without `permission` on the site: staff learn
 // whether it exists (NOT_FOUND); others get PERMISSION_DENIED either way.
-absl::Status Refuse(SqliteDatabase* database, const Principal& principal,
+absl::Status Refuse(Database* database, const Principal& principal,
                     const std::string& site_id, absl::string_view action) {
   if (IsStaff(principal)) {
     bool exists = false;
-    RETURN_IF_ERROR(database->Read([&](SqliteConnection& db) -> absl::Status {
+    RETURN_IF_ERROR(database->Read([&](Connection& db) -> absl::Status {
       ASSIGN_OR_RETURN(auto site, AccessStore::FindSite(db, site_id));
       exists = site.has_value();
       return absl::OkStatus();
@@ -277,7 +279,7 @@ absl::StatusOr<v1::Site> AccessLogic::CreateSite(
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
       db_, engine_,
-      [&](SqliteConnection& db) -> absl::Status {
+      [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(bool replayed,
                          Replayed(db, key, fingerprint, &result));
         if (replayed) return absl::OkStatus();
@@ -310,7 +312,7 @@ absl::StatusOr<v1::Site> AccessLogic::GetSite(
                    ParseResourceName(request.name(), "sites/*", "name"));
   std::optional<v1::Site> site;
   std::optional<v1::SiteMember> member;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(site, AccessStore::FindSite(db, ids[0]));
     ASSIGN_OR_RETURN(
         member, AccessStore::FindMember(db, ids[0], call.principal.subject));
@@ -331,7 +333,7 @@ absl::StatusOr<v1::ListSitesResponse> AccessLogic::ListSites(
   if (!IsStaff(call.principal)) return Denied("list", "sites");
   ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size()));
   v1::ListSitesResponse response;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(
         std::string next,
         ListPage<v1::Site>(
@@ -377,7 +379,7 @@ absl::StatusOr<v1::Site> AccessLogic::UpdateSite(
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
       db_, engine_,
-      [&](SqliteConnection& db) -> absl::Status {
+      [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(auto site, AccessStore::FindSite(db, ids[0]));
         if (!site) {
           return absl::NotFoundError(
@@ -425,7 +427,7 @@ absl::StatusOr<v1::ListSiteMembersResponse> AccessLogic::ListSiteMembers(
   }
   v1::ListSiteMembersResponse response;
   bool exists = true;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(auto site, AccessStore::FindSite(db, ids[0]));
     if (!site) {
       exists = false;
@@ -463,7 +465,7 @@ absl::StatusOr<v1::SiteMember> AccessLogic::GetSiteMember(
     }
   }
   std::optional<v1::SiteMember> member;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(member, AccessStore::FindMember(db, ids[0], ids[1]));
     return absl::OkStatus();
   }));
@@ -491,7 +493,7 @@ absl::StatusOr<v1::SiteMember> AccessLogic::UpdateSiteMember(
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
       db_, engine_,
-      [&](SqliteConnection& db) -> absl::Status {
+      [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(auto member,
                          AccessStore::FindMember(db, ids[0], ids[1]));
         if (!member) {
@@ -537,7 +539,7 @@ absl::StatusOr<v1::DeleteSiteMemberResponse> AccessLogic::DeleteSiteMember(
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
       db_, engine_,
-      [&](SqliteConnection& db) -> absl::Status {
+      [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(auto member,
                          AccessStore::FindMember(db, ids[0], ids[1]));
         if (!member) {
@@ -588,7 +590,7 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::CreateAccessRequest(
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
       db_, engine_,
-      [&](SqliteConnection& db) -> absl::Status {
+      [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(bool replayed,
                          Replayed(db, key, fingerprint, &result));
         if (replayed) return absl::OkStatus();
@@ -667,7 +669,7 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::GetAccessRequest(
       auto ids,
       ParseResourceName(request.name(), "sites/*/accessRequests/*", "name"));
   std::optional<v1::AccessRequest> found;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(found, AccessStore::FindRequest(db, ids[0], ids[1]));
     return absl::OkStatus();
   }));
@@ -741,7 +743,7 @@ absl::StatusOr<v1::ListAccessRequestsResponse> AccessLogic::ListAccessRequests(
   ASSIGN_OR_RETURN(std::optional<TimeKey> before,
                    DecodeTimeKeyPageToken(request.page_token(), query));
   std::vector<v1::AccessRequest> rows;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(
         rows, AccessStore::ListRequests(db, filter, before, page_size + 1));
     return absl::OkStatus();
@@ -789,7 +791,7 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::Decide(
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
       db_, engine_,
-      [&](SqliteConnection& db) -> absl::Status {
+      [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(auto found,
                          AccessStore::FindRequest(db, ids[0], ids[1]));
         if (!found) {
@@ -864,7 +866,7 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::CancelAccessRequest(
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
       db_, engine_,
-      [&](SqliteConnection& db) -> absl::Status {
+      [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(auto found,
                          AccessStore::FindRequest(db, ids[0], ids[1]));
         if (!found || found->requester() != UserName(call.principal.subject)) {
@@ -900,8 +902,7 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::CancelAccessRequest(
   return result;
 }
 
-absl::StatusOr<int> AccessLogic::ExpireDue(SqliteConnection& db,
-                                           absl::Time now) {
+absl::StatusOr<int> AccessLogic::ExpireDue(Connection& db, absl::Time now) {
   ASSIGN_OR_RETURN(auto names, AccessStore::ExpireDue(db, now));
   for (const std::string& name : names) {
     RETURN_IF_ERROR(
@@ -921,7 +922,7 @@ absl::StatusOr<int> AccessLogic::ExpireRequests() {
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
       db_, engine_,
-      [&](SqliteConnection& db) -> absl::Status {
+      [&](Connection& db) -> absl::Status {
         const absl::Time now = clock_->Now();
         ASSIGN_OR_RETURN(expired, ExpireDue(db, now));
         return absl::OkStatus();
@@ -972,7 +973,7 @@ absl::StatusOr<v1::Pilot> AccessLogic::CreatePilot(
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
       db_, engine_,
-      [&](SqliteConnection& db) -> absl::Status {
+      [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(bool replayed,
                          Replayed(db, key, fingerprint, &result));
         if (replayed) return absl::OkStatus();
@@ -1028,7 +1029,7 @@ absl::StatusOr<v1::Pilot> AccessLogic::ChangeParticipants(
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
       db_, engine_,
-      [&](SqliteConnection& db) -> absl::Status {
+      [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(auto before, AccessStore::FindPilot(db, ids[0]));
         if (!before) {
           return absl::NotFoundError(
@@ -1088,7 +1089,7 @@ absl::StatusOr<v1::Pilot> AccessLogic::UpdatePilot(
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
       db_, engine_,
-      [&](SqliteConnection& db) -> absl::Status {
+      [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(auto before, AccessStore::FindPilot(db, ids[0]));
         if (!before) {
           return absl::NotFoundError(
@@ -1314,7 +1315,7 @@ AccessLogic::NotifyCustomerChanged(
     return InvalidField("version", "must not be negative");
   }
   int64_t stored = 0;
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(stored, AccessStore::RaiseCustomerVersion(
                                  db, ids[0], request.version()));
     return absl::OkStatus();

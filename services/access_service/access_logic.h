@@ -8,8 +8,8 @@
 #include "absl/time/time.h"
 #include "common/call_context.h"
 #include "common/clock.h"
+#include "common/database.h"
 #include "common/ids.h"
-#include "common/sqlite.h"
 #include "custos/access/v1/access_service.pb.h"
 #include "custos/common/v1/audit.pb.h"
 #include "services/access_service/access_notices.h"
@@ -37,9 +37,8 @@ class AccessLogic {
  public:
   // REQUIRES: all outlive this object. `notifications_outbox` (may be
   // null) delivers R8 notices to NotificationService.
-  AccessLogic(SqliteDatabase* db, const Policy* policy,
-              PermissionEngine* engine, const Clock* clock, IdGenerator* ids,
-              AccessLogicOptions options,
+  AccessLogic(Database* db, const Policy* policy, PermissionEngine* engine,
+              const Clock* clock, IdGenerator* ids, AccessLogicOptions options,
               OutboxWorker* notifications_outbox = nullptr);
 
   // Loads what the engine must know before the first check.
@@ -121,7 +120,7 @@ class AccessLogic {
  private:
   // Inside a write: marks overdue pending requests expired, audits them and
   // tells their requesters (R6, R8). Returns how many expired.
-  absl::StatusOr<int> ExpireDue(SqliteConnection& db, absl::Time now);
+  absl::StatusOr<int> ExpireDue(Connection& db, absl::Time now);
   // Whether the caller holds `permission` on the site (cached resolution).
   absl::StatusOr<bool> CallerMay(const CallContext& call,
                                  const std::string& site_id,
@@ -135,7 +134,7 @@ class AccessLogic {
                                                absl::string_view participant,
                                                bool add);
 
-  SqliteDatabase* const db_;
+  Database* const db_;
   const Policy* const policy_;
   PermissionEngine* const engine_;
   const Clock* const clock_;

@@ -28,7 +28,7 @@ std::string Asked(const v1::AccessRequest& request) {
 }  // namespace
 
 absl::Status AccessNotices::RequestCreated(
-    SqliteConnection& db, const v1::AccessRequest& request,
+    Connection& db, const v1::AccessRequest& request,
     const std::vector<std::string>& administrators, absl::Time now) {
   if (outbox_ == nullptr) return absl::OkStatus();
   std::vector<std::string> recipients;
@@ -52,7 +52,7 @@ absl::Status AccessNotices::RequestCreated(
                  request.name(), absl::StrCat("created:", request.name()), now);
 }
 
-absl::Status AccessNotices::RequestDecided(SqliteConnection& db,
+absl::Status AccessNotices::RequestDecided(Connection& db,
                                            const v1::AccessRequest& request,
                                            absl::Time now) {
   if (outbox_ == nullptr) return absl::OkStatus();
@@ -80,7 +80,7 @@ absl::Status AccessNotices::RequestDecided(SqliteConnection& db,
       request.name(), absl::StrCat(state, ":", request.name()), now);
 }
 
-absl::Status AccessNotices::HandedOver(SqliteConnection& db,
+absl::Status AccessNotices::HandedOver(Connection& db,
                                        const std::string& site_name,
                                        int64_t moved, absl::Time now) {
   if (outbox_ == nullptr) return absl::OkStatus();
@@ -99,7 +99,7 @@ void AccessNotices::Wake() {
 }
 
 absl::Status AccessNotices::Enqueue(
-    SqliteConnection& db, const std::vector<std::string>& recipients,
+    Connection& db, const std::vector<std::string>& recipients,
     const std::string& title, const std::string& body,
     const std::string& subject, const std::string& request_id, absl::Time now) {
   notifications::NotifyRequest notice;

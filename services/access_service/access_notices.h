@@ -7,8 +7,8 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/database.h"
 #include "common/outbox.h"
-#include "common/sqlite.h"
 #include "custos/access/v1/access_service.pb.h"
 
 namespace custos::access {
@@ -30,22 +30,21 @@ class AccessNotices {
   // A new request: to the site's administrators other than the requester
   // (`administrators` are user ids), or to the Customer Care queue when it
   // decides.
-  absl::Status RequestCreated(SqliteConnection& db,
-                              const v1::AccessRequest& request,
+  absl::Status RequestCreated(Connection& db, const v1::AccessRequest& request,
                               const std::vector<std::string>& administrators,
                               absl::Time now);
   // Approved, rejected or expired: to the requester.
-  absl::Status RequestDecided(SqliteConnection& db,
-                              const v1::AccessRequest& request, absl::Time now);
+  absl::Status RequestDecided(Connection& db, const v1::AccessRequest& request,
+                              absl::Time now);
   // R6: `moved` pending requests of the site went to Customer Care.
-  absl::Status HandedOver(SqliteConnection& db, const std::string& site_name,
+  absl::Status HandedOver(Connection& db, const std::string& site_name,
                           int64_t moved, absl::Time now);
 
   // After the transaction committed: deliver in the background.
   void Wake();
 
  private:
-  absl::Status Enqueue(SqliteConnection& db,
+  absl::Status Enqueue(Connection& db,
                        const std::vector<std::string>& recipients,
                        const std::string& title, const std::string& body,
                        const std::string& subject,

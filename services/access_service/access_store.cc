@@ -17,8 +17,8 @@ namespace {
 
 using google::protobuf::util::TimeUtil;
 
-const std::vector<SqliteMigration>& Migrations() {
-  static const auto* migrations = new std::vector<SqliteMigration>{
+const std::vector<Migration>& Migrations() {
+  static const auto* migrations = new std::vector<Migration>{
       {1, kAuditEventsSchema},
       {2, kIdempotencyKeysSchema},
       {3, R"sql(
@@ -91,7 +91,7 @@ google::protobuf::Timestamp Micros(int64_t micros) {
   return TimeUtil::MicrosecondsToTimestamp(micros);
 }
 
-v1::Site ReadSite(const SqliteStatement& row) {
+v1::Site ReadSite(const Statement& row) {
   v1::Site site;
   site.set_name(absl::StrCat("sites/", row.ColumnText(0)));
   site.set_display_name(row.ColumnText(1));
@@ -110,7 +110,7 @@ constexpr char kSiteSelect[] =
     "update_micros, EXISTS(SELECT 1 FROM site_members m WHERE m.site_id = "
     "sites.id AND m.role = 3) FROM sites ";
 
-v1::SiteMember ReadMember(const SqliteStatement& row) {
+v1::SiteMember ReadMember(const Statement& row) {
   v1::SiteMember member;
   member.set_name(absl::StrCat("sites/", row.ColumnText(0), "/members/",
                                row.ColumnText(1)));
@@ -125,7 +125,7 @@ constexpr char kMemberSelect[] =
     "SELECT site_id, user_id, role, version, create_micros, update_micros "
     "FROM site_members ";
 
-v1::AccessRequest ReadRequest(const SqliteStatement& row) {
+v1::AccessRequest ReadRequest(const Statement& row) {
   v1::AccessRequest request;
   request.set_name(absl::StrCat("sites/", row.ColumnText(0), "/accessRequests/",
                                 row.ColumnText(1)));
@@ -152,15 +152,14 @@ constexpr char kRequestSelect[] =
     "create_micros, decide_micros, expire_micros FROM access_requests ";
 
 template <typename T, typename Read>
-absl::StatusOr<std::optional<T>> FirstRow(SqliteStatement& statement,
-                                          Read read) {
+absl::StatusOr<std::optional<T>> FirstRow(Statement& statement, Read read) {
   ASSIGN_OR_RETURN(bool row, statement.Step());
   if (!row) return std::optional<T>();
   return std::optional<T>(read(statement));
 }
 
 template <typename T, typename Read>
-absl::StatusOr<std::vector<T>> AllRows(SqliteStatement& statement, Read read) {
+absl::StatusOr<std::vector<T>> AllRows(Statement& statement, Read read) {
   std::vector<T> rows;
   while (true) {
     ASSIGN_OR_RETURN(bool row, statement.Step());
@@ -185,18 +184,15 @@ int64_t ToMicros(const google::protobuf::Timestamp& timestamp) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<SqliteDatabase>> AccessStore::Open(
-    const std::string& path) {
-  SqliteOptions options;
-  options.path = path;
-  return SqliteDatabase::Open(options, Migrations());
+absl::StatusOr<std::unique_ptr<Database>> AccessStore::Open(
+    const std::string& database) {
+  return OpenDatabase(database, Migrations());
 }
 
-absl::Status AccessStore::InsertSite(SqliteConnection& db,
-                                     const std::string& site_id,
+absl::Status AccessStore::InsertSite(Connection& db, const std::string& site_id,
                                      const v1::Site& site, absl::Time now) {
   ASSIGN_OR_RETURN(
-      SqliteStatement insert,
+      Statement insert,
       db.Prepare("INSERT INTO sites(id, display_name, customer_id, version, "
                  "create_micros, update_micros) VALUES (?1, ?2, ?3, 1, ?4, "
                  "?4)"));
@@ -208,28 +204,27 @@ absl::Status AccessStore::InsertSite(SqliteConnection& db,
 }
 
 absl::StatusOr<std::optional<v1::Site>> AccessStore::FindSite(
-    SqliteConnection& db, const std::string& site_id) {
+    Connection& db, const std::string& site_id) {
   static const std::string* sql =
       new std::string(absl::StrCat(kSiteSelect, "WHERE id = ?"));
-  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*sql));
+  ASSIGN_OR_RETURN(Statement select, db.Prepare(*sql));
   select.Bind(1, site_id);
   return FirstRow<v1::Site>(select, ReadSite);
 }
 
 absl::StatusOr<std::vector<v1::Site>> AccessStore::ListSites(
-    SqliteConnection& db, const std::string& after_id, int limit) {
+    Connection& db, const std::string& after_id, int limit) {
   static const std::string* sql = new std::string(
       absl::StrCat(kSiteSelect, "WHERE id > ? ORDER BY id LIMIT ?"));
-  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*sql));
+  ASSIGN_OR_RETURN(Statement select, db.Prepare(*sql));
   select.Bind(1, after_id).Bind(2, limit);
   return AllRows<v1::Site>(select, ReadSite);
 }
 
-absl::Status AccessStore::UpdateSite(SqliteConnection& db,
-                                     const std::string& site_id,
+absl::Status AccessStore::UpdateSite(Connection& db, const std::string& site_id,
                                      const v1::Site& site, absl::Time now) {
   ASSIGN_OR_RETURN(
-      SqliteStatement update,
+      Statement update,
       db.Prepare("UPDATE sites SET display_name = ?2, customer_id = ?3, "
                  "version = version + 1, update_micros = ?4 WHERE id = ?1"));
   return update.Bind(1, site_id)
@@ -239,11 +234,11 @@ absl::Status AccessStore::UpdateSite(SqliteConnection& db,
       .Run();
 }
 
-absl::StatusOr<int64_t> AccessStore::BumpSiteVersion(SqliteConnection& db,
+absl::StatusOr<int64_t> AccessStore::BumpSiteVersion(Connection& db,
                                                      const std::string& site_id,
                                                      absl::Time now) {
   ASSIGN_OR_RETURN(
-      SqliteStatement update,
+      Statement update,
       db.Prepare("UPDATE sites SET version = version + 1, update_micros = ?2 "
                  "WHERE id = ?1 RETURNING version"));
   update.Bind(1, site_id).Bind(2, absl::ToUnixMicros(now));
@@ -254,9 +249,9 @@ absl::StatusOr<int64_t> AccessStore::BumpSiteVersion(SqliteConnection& db,
   return version;
 }
 
-absl::StatusOr<int64_t> AccessStore::SiteVersion(SqliteConnection& db,
+absl::StatusOr<int64_t> AccessStore::SiteVersion(Connection& db,
                                                  const std::string& site_id) {
-  ASSIGN_OR_RETURN(SqliteStatement select,
+  ASSIGN_OR_RETURN(Statement select,
                    db.Prepare("SELECT version FROM sites WHERE id = ?"));
   select.Bind(1, site_id);
   ASSIGN_OR_RETURN(bool row, select.Step());
@@ -264,32 +259,31 @@ absl::StatusOr<int64_t> AccessStore::SiteVersion(SqliteConnection& db,
 }
 
 absl::StatusOr<std::optional<v1::SiteMember>> AccessStore::FindMember(
-    SqliteConnection& db, const std::string& site_id,
-    const std::string& user_id) {
+    Connection& db, const std::string& site_id, const std::string& user_id) {
   static const std::string* sql = new std::string(
       absl::StrCat(kMemberSelect, "WHERE site_id = ? AND user_id = ?"));
-  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*sql));
+  ASSIGN_OR_RETURN(Statement select, db.Prepare(*sql));
   select.Bind(1, site_id).Bind(2, user_id);
   return FirstRow<v1::SiteMember>(select, ReadMember);
 }
 
 absl::StatusOr<std::vector<v1::SiteMember>> AccessStore::ListMembers(
-    SqliteConnection& db, const std::string& site_id,
-    const std::string& after_user, int limit) {
+    Connection& db, const std::string& site_id, const std::string& after_user,
+    int limit) {
   static const std::string* sql = new std::string(absl::StrCat(
       kMemberSelect,
       "WHERE site_id = ? AND user_id > ? ORDER BY user_id LIMIT ?"));
-  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*sql));
+  ASSIGN_OR_RETURN(Statement select, db.Prepare(*sql));
   select.Bind(1, site_id).Bind(2, after_user).Bind(3, limit);
   return AllRows<v1::SiteMember>(select, ReadMember);
 }
 
-absl::Status AccessStore::UpsertMember(SqliteConnection& db,
+absl::Status AccessStore::UpsertMember(Connection& db,
                                        const std::string& site_id,
                                        const std::string& user_id,
                                        v1::SiteRole role, absl::Time now) {
   ASSIGN_OR_RETURN(
-      SqliteStatement upsert,
+      Statement upsert,
       db.Prepare("INSERT INTO site_members(site_id, user_id, role, version, "
                  "create_micros, update_micros) VALUES (?1, ?2, ?3, 1, ?4, ?4) "
                  "ON CONFLICT(site_id, user_id) DO UPDATE SET role = ?3, "
@@ -301,28 +295,28 @@ absl::Status AccessStore::UpsertMember(SqliteConnection& db,
       .Run();
 }
 
-absl::Status AccessStore::DeleteMember(SqliteConnection& db,
+absl::Status AccessStore::DeleteMember(Connection& db,
                                        const std::string& site_id,
                                        const std::string& user_id) {
   ASSIGN_OR_RETURN(
-      SqliteStatement remove,
+      Statement remove,
       db.Prepare("DELETE FROM site_members WHERE site_id = ? AND user_id = ?"));
   return remove.Bind(1, site_id).Bind(2, user_id).Run();
 }
 
 absl::StatusOr<std::vector<std::string>> AccessStore::ListAdministrators(
-    SqliteConnection& db, const std::string& site_id) {
-  ASSIGN_OR_RETURN(SqliteStatement select,
+    Connection& db, const std::string& site_id) {
+  ASSIGN_OR_RETURN(Statement select,
                    db.Prepare("SELECT user_id FROM site_members WHERE "
                               "site_id = ? AND role = 3 ORDER BY user_id"));
   select.Bind(1, site_id);
   return AllRows<std::string>(
-      select, [](const SqliteStatement& row) { return row.ColumnText(0); });
+      select, [](const Statement& row) { return row.ColumnText(0); });
 }
 
 absl::StatusOr<int64_t> AccessStore::CountAdministrators(
-    SqliteConnection& db, const std::string& site_id) {
-  ASSIGN_OR_RETURN(SqliteStatement count,
+    Connection& db, const std::string& site_id) {
+  ASSIGN_OR_RETURN(Statement count,
                    db.Prepare("SELECT COUNT(*) FROM site_members WHERE "
                               "site_id = ? AND role = 3"));
   count.Bind(1, site_id);
@@ -330,12 +324,12 @@ absl::StatusOr<int64_t> AccessStore::CountAdministrators(
   return row ? count.ColumnInt64(0) : 0;
 }
 
-absl::Status AccessStore::InsertRequest(SqliteConnection& db,
+absl::Status AccessStore::InsertRequest(Connection& db,
                                         const std::string& site_id,
                                         const std::string& request_id,
                                         const v1::AccessRequest& request) {
   ASSIGN_OR_RETURN(
-      SqliteStatement insert,
+      Statement insert,
       db.Prepare("INSERT INTO access_requests(site_id, id, requester, "
                  "requested_role, current_role, justification, state, "
                  "approver, create_micros, expire_micros) VALUES (?, ?, ?, ?, "
@@ -354,28 +348,26 @@ absl::Status AccessStore::InsertRequest(SqliteConnection& db,
 }
 
 absl::StatusOr<std::optional<v1::AccessRequest>> AccessStore::FindRequest(
-    SqliteConnection& db, const std::string& site_id,
-    const std::string& request_id) {
+    Connection& db, const std::string& site_id, const std::string& request_id) {
   static const std::string* sql = new std::string(
       absl::StrCat(kRequestSelect, "WHERE site_id = ? AND id = ?"));
-  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*sql));
+  ASSIGN_OR_RETURN(Statement select, db.Prepare(*sql));
   select.Bind(1, site_id).Bind(2, request_id);
   return FirstRow<v1::AccessRequest>(select, ReadRequest);
 }
 
 absl::StatusOr<std::optional<v1::AccessRequest>>
-AccessStore::FindPendingRequest(SqliteConnection& db,
-                                const std::string& site_id,
+AccessStore::FindPendingRequest(Connection& db, const std::string& site_id,
                                 const std::string& requester) {
   static const std::string* sql = new std::string(absl::StrCat(
       kRequestSelect, "WHERE site_id = ? AND requester = ? AND state = 1"));
-  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*sql));
+  ASSIGN_OR_RETURN(Statement select, db.Prepare(*sql));
   select.Bind(1, site_id).Bind(2, requester);
   return FirstRow<v1::AccessRequest>(select, ReadRequest);
 }
 
 absl::StatusOr<std::vector<v1::AccessRequest>> AccessStore::ListRequests(
-    SqliteConnection& db, const AccessRequestFilter& filter,
+    Connection& db, const AccessRequestFilter& filter,
     const std::optional<std::pair<int64_t, std::string>>& before, int limit) {
   // NULL parameters switch a condition off, so one cached statement serves
   // every filter combination.
@@ -385,7 +377,7 @@ absl::StatusOr<std::vector<v1::AccessRequest>> AccessStore::ListRequests(
       "AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR approver = ?4) "
       "AND (?5 IS NULL OR (create_micros, site_id || '/' || id) < (?5, ?6)) "
       "ORDER BY create_micros DESC, site_id || '/' || id DESC LIMIT ?7"));
-  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*sql));
+  ASSIGN_OR_RETURN(Statement select, db.Prepare(*sql));
   select.BindOptional(1, filter.site_id).BindOptional(2, filter.requester);
   if (filter.state) {
     select.Bind(3, static_cast<int64_t>(*filter.state));
@@ -406,12 +398,12 @@ absl::StatusOr<std::vector<v1::AccessRequest>> AccessStore::ListRequests(
   return AllRows<v1::AccessRequest>(select, ReadRequest);
 }
 
-absl::Status AccessStore::UpdateRequest(SqliteConnection& db,
+absl::Status AccessStore::UpdateRequest(Connection& db,
                                         const std::string& site_id,
                                         const std::string& request_id,
                                         const v1::AccessRequest& request) {
   ASSIGN_OR_RETURN(
-      SqliteStatement update,
+      Statement update,
       db.Prepare("UPDATE access_requests SET state = ?3, approver = ?4, "
                  "decided_by = ?5, decision_reason = ?6, decide_micros = ?7 "
                  "WHERE site_id = ?1 AND id = ?2"));
@@ -430,8 +422,8 @@ absl::Status AccessStore::UpdateRequest(SqliteConnection& db,
 }
 
 absl::StatusOr<int64_t> AccessStore::MovePendingToCustomerCare(
-    SqliteConnection& db, const std::string& site_id) {
-  ASSIGN_OR_RETURN(SqliteStatement update,
+    Connection& db, const std::string& site_id) {
+  ASSIGN_OR_RETURN(Statement update,
                    db.Prepare("UPDATE access_requests SET approver = 2 WHERE "
                               "site_id = ? AND state = 1 AND approver = 1"));
   RETURN_IF_ERROR(update.Bind(1, site_id).Run());
@@ -439,24 +431,24 @@ absl::StatusOr<int64_t> AccessStore::MovePendingToCustomerCare(
 }
 
 absl::StatusOr<std::vector<std::string>> AccessStore::ExpireDue(
-    SqliteConnection& db, absl::Time now) {
+    Connection& db, absl::Time now) {
   ASSIGN_OR_RETURN(
-      SqliteStatement update,
+      Statement update,
       db.Prepare("UPDATE access_requests SET state = 5, decide_micros = ?1 "
                  "WHERE state = 1 AND expire_micros <= ?1 RETURNING site_id, "
                  "id"));
   update.Bind(1, absl::ToUnixMicros(now));
-  return AllRows<std::string>(update, [](const SqliteStatement& row) {
+  return AllRows<std::string>(update, [](const Statement& row) {
     return absl::StrCat("sites/", row.ColumnText(0), "/accessRequests/",
                         row.ColumnText(1));
   });
 }
 
-absl::Status AccessStore::InsertPilot(SqliteConnection& db,
+absl::Status AccessStore::InsertPilot(Connection& db,
                                       const std::string& pilot_id,
                                       const v1::Pilot& pilot, absl::Time now) {
   ASSIGN_OR_RETURN(
-      SqliteStatement insert,
+      Statement insert,
       db.Prepare("INSERT INTO pilots(id, display_name, permissions, stage, "
                  "create_micros, update_micros) VALUES (?1, ?2, ?3, ?4, ?5, "
                  "?5)"));
@@ -470,17 +462,17 @@ absl::Status AccessStore::InsertPilot(SqliteConnection& db,
 
 namespace {
 
-absl::StatusOr<std::vector<v1::Pilot>> LoadPilots(SqliteConnection& db,
+absl::StatusOr<std::vector<v1::Pilot>> LoadPilots(Connection& db,
                                                   const std::string& pilot_id) {
   ASSIGN_OR_RETURN(
-      SqliteStatement select,
+      Statement select,
       db.Prepare("SELECT id, display_name, permissions, stage, create_micros, "
                  "update_micros FROM pilots WHERE ?1 IS NULL OR id = ?1 "
                  "ORDER BY id"));
   select.BindOptional(1, pilot_id);
   ASSIGN_OR_RETURN(
       std::vector<v1::Pilot> pilots,
-      AllRows<v1::Pilot>(select, [](const SqliteStatement& row) {
+      AllRows<v1::Pilot>(select, [](const Statement& row) {
         v1::Pilot pilot;
         pilot.set_name(absl::StrCat("pilots/", row.ColumnText(0)));
         pilot.set_display_name(row.ColumnText(1));
@@ -496,7 +488,7 @@ absl::StatusOr<std::vector<v1::Pilot>> LoadPilots(SqliteConnection& db,
         return pilot;
       }));
   ASSIGN_OR_RETURN(
-      SqliteStatement participants,
+      Statement participants,
       db.Prepare("SELECT participant FROM pilot_participants WHERE "
                  "pilot_id = ? ORDER BY participant"));
   for (v1::Pilot& pilot : pilots) {
@@ -514,22 +506,22 @@ absl::StatusOr<std::vector<v1::Pilot>> LoadPilots(SqliteConnection& db,
 }  // namespace
 
 absl::StatusOr<std::optional<v1::Pilot>> AccessStore::FindPilot(
-    SqliteConnection& db, const std::string& pilot_id) {
+    Connection& db, const std::string& pilot_id) {
   ASSIGN_OR_RETURN(std::vector<v1::Pilot> pilots, LoadPilots(db, pilot_id));
   if (pilots.empty()) return std::optional<v1::Pilot>();
   return std::optional<v1::Pilot>(std::move(pilots.front()));
 }
 
 absl::StatusOr<std::vector<v1::Pilot>> AccessStore::ListAllPilots(
-    SqliteConnection& db) {
+    Connection& db) {
   return LoadPilots(db, "");
 }
 
-absl::Status AccessStore::UpdatePilot(SqliteConnection& db,
+absl::Status AccessStore::UpdatePilot(Connection& db,
                                       const std::string& pilot_id,
                                       const v1::Pilot& pilot, absl::Time now) {
   ASSIGN_OR_RETURN(
-      SqliteStatement update,
+      Statement update,
       db.Prepare("UPDATE pilots SET display_name = ?2, stage = ?3, "
                  "update_micros = ?4 WHERE id = ?1"));
   return update.Bind(1, pilot_id)
@@ -540,9 +532,9 @@ absl::Status AccessStore::UpdatePilot(SqliteConnection& db,
 }
 
 absl::StatusOr<bool> AccessStore::AddParticipant(
-    SqliteConnection& db, const std::string& pilot_id,
+    Connection& db, const std::string& pilot_id,
     const std::string& participant) {
-  ASSIGN_OR_RETURN(SqliteStatement insert,
+  ASSIGN_OR_RETURN(Statement insert,
                    db.Prepare("INSERT OR IGNORE INTO pilot_participants("
                               "pilot_id, participant) VALUES (?, ?)"));
   RETURN_IF_ERROR(insert.Bind(1, pilot_id).Bind(2, participant).Run());
@@ -550,28 +542,28 @@ absl::StatusOr<bool> AccessStore::AddParticipant(
 }
 
 absl::StatusOr<bool> AccessStore::RemoveParticipant(
-    SqliteConnection& db, const std::string& pilot_id,
+    Connection& db, const std::string& pilot_id,
     const std::string& participant) {
-  ASSIGN_OR_RETURN(SqliteStatement remove,
+  ASSIGN_OR_RETURN(Statement remove,
                    db.Prepare("DELETE FROM pilot_participants WHERE "
                               "pilot_id = ? AND participant = ?"));
   RETURN_IF_ERROR(remove.Bind(1, pilot_id).Bind(2, participant).Run());
   return db.Changes() > 0;
 }
 
-absl::StatusOr<int64_t> AccessStore::Counter(SqliteConnection& db,
+absl::StatusOr<int64_t> AccessStore::Counter(Connection& db,
                                              absl::string_view name) {
-  ASSIGN_OR_RETURN(SqliteStatement select,
+  ASSIGN_OR_RETURN(Statement select,
                    db.Prepare("SELECT value FROM counters WHERE name = ?"));
   select.Bind(1, name);
   ASSIGN_OR_RETURN(bool row, select.Step());
   return row ? select.ColumnInt64(0) : 0;
 }
 
-absl::StatusOr<int64_t> AccessStore::BumpCounter(SqliteConnection& db,
+absl::StatusOr<int64_t> AccessStore::BumpCounter(Connection& db,
                                                  absl::string_view name) {
   ASSIGN_OR_RETURN(
-      SqliteStatement upsert,
+      Statement upsert,
       db.Prepare("INSERT INTO counters(name, value) VALUES (?, 1) ON "
                  "CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING "
                  "value"));
@@ -584,9 +576,9 @@ absl::StatusOr<int64_t> AccessStore::BumpCounter(SqliteConnection& db,
 }
 
 absl::StatusOr<int64_t> AccessStore::CustomerVersion(
-    SqliteConnection& db, const std::string& customer_id) {
+    Connection& db, const std::string& customer_id) {
   ASSIGN_OR_RETURN(
-      SqliteStatement select,
+      Statement select,
       db.Prepare(
           "SELECT version FROM customer_versions WHERE customer_id = ?"));
   select.Bind(1, customer_id);
@@ -595,9 +587,9 @@ absl::StatusOr<int64_t> AccessStore::CustomerVersion(
 }
 
 absl::StatusOr<int64_t> AccessStore::RaiseCustomerVersion(
-    SqliteConnection& db, const std::string& customer_id, int64_t version) {
+    Connection& db, const std::string& customer_id, int64_t version) {
   ASSIGN_OR_RETURN(
-      SqliteStatement upsert,
+      Statement upsert,
       db.Prepare("INSERT INTO customer_versions(customer_id, version) VALUES "
                  "(?1, ?2) ON CONFLICT(customer_id) DO UPDATE SET version = "
                  "MAX(version, ?2) RETURNING version"));

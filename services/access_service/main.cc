@@ -29,7 +29,7 @@
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "host:port to serve gRPC on");
 ABSL_FLAG(std::string, database, "sqlite:access.db",
-          "sqlite:PATH of the service's database");
+          "the service's database: sqlite:PATH or postgresql://...");
 ABSL_FLAG(std::string, policy_file,
           "deploy/base/policy/default_policy.textproto",
           "the role matrix, text-format custos.access.v1.Policy");
@@ -63,8 +63,7 @@ int main(int argc, char** argv) {
       custos::access::Policy::LoadFile(absl::GetFlag(FLAGS_policy_file));
   if (!policy.ok()) Die("bad policy file: " + policy.status().ToString());
 
-  auto db = custos::access::AccessStore::Open(
-      custos::SqlitePathOrDie(absl::GetFlag(FLAGS_database)));
+  auto db = custos::access::AccessStore::Open(absl::GetFlag(FLAGS_database));
   if (!db.ok()) Die("cannot open database: " + db.status().ToString());
 
   custos::RedisOptions redis_options;

@@ -76,7 +76,7 @@ struct PermissionEngine::Flight {
   absl::StatusOr<PermissionEngine::Answer> answer;
 };
 
-PermissionEngine::PermissionEngine(SqliteDatabase* db, const Policy* policy,
+PermissionEngine::PermissionEngine(Database* db, const Policy* policy,
                                    CustomerFactsSource* customers,
                                    RedisClient* redis, const Clock* clock,
                                    PermissionEngineOptions options)
@@ -215,7 +215,7 @@ absl::StatusOr<std::string> PermissionEngine::CurrentVersions(
   }
   // Not known yet in this process: load, and keep the larger (a write may
   // have raised it meanwhile).
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     if (resource.kind == Resource::Kind::kSite) {
       ASSIGN_OR_RETURN(int64_t site, AccessStore::SiteVersion(db, resource.id));
       ASSIGN_OR_RETURN(int64_t pilots, AccessStore::Counter(db, "pilots"));
@@ -252,7 +252,7 @@ absl::StatusOr<v1::ResolvePermissionsResponse> PermissionEngine::ComputeSite(
   std::optional<v1::SiteMember> member;
   std::vector<v1::Pilot> pilots;
   // One snapshot: the versions tag exactly the facts read with them.
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(site_version, AccessStore::SiteVersion(db, site_id));
     ASSIGN_OR_RETURN(pilots_version, AccessStore::Counter(db, "pilots"));
     if (site_version == 0) return absl::OkStatus();  // no such site

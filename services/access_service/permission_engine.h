@@ -13,8 +13,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/database.h"
 #include "common/redis_client.h"
-#include "common/sqlite.h"
 #include "custos/access/v1/access_service.pb.h"
 #include "services/access_service/customer_facts.h"
 #include "services/access_service/policy.h"
@@ -63,7 +63,7 @@ struct PermissionEngineOptions {
 class PermissionEngine {
  public:
   // REQUIRES: all outlive the engine. `redis` may be disabled.
-  PermissionEngine(SqliteDatabase* db, const Policy* policy,
+  PermissionEngine(Database* db, const Policy* policy,
                    CustomerFactsSource* customers, RedisClient* redis,
                    const Clock* clock, PermissionEngineOptions options);
 
@@ -120,7 +120,7 @@ class PermissionEngine {
   void RaiseCustomer(const std::string& customer_id, int64_t version);
   void RaisePilots(int64_t version);
 
-  SqliteDatabase* const db_;
+  Database* const db_;
   const Policy* const policy_;
   CustomerFactsSource* const customers_;
   RedisClient* const redis_;

@@ -73,7 +73,7 @@ std::string PartnerIdOf(const v1::Customer& customer) {
 // Loads the caller's standing towards a partner. Platform admins are told
 // NOT_FOUND for a missing partner; anyone else without standing gets
 // PERMISSION_DENIED whether or not it exists (R4, §3).
-absl::StatusOr<Standing> PartnerStanding(SqliteConnection& db,
+absl::StatusOr<Standing> PartnerStanding(Connection& db,
                                          const Principal& principal,
                                          const std::string& partner_id) {
   if (principal.HasRole(kRolePlatformAdmin)) {
@@ -92,7 +92,7 @@ absl::StatusOr<Standing> PartnerStanding(SqliteConnection& db,
              : Standing::kPartnerUser;
 }
 
-absl::Status RequirePartner(SqliteConnection& db, const Principal& principal,
+absl::Status RequirePartner(Connection& db, const Principal& principal,
                             const std::string& partner_id, Standing needed,
                             absl::string_view action) {
   ASSIGN_OR_RETURN(Standing standing,
@@ -104,7 +104,7 @@ absl::Status RequirePartner(SqliteConnection& db, const Principal& principal,
 }
 
 // Loads a customer for a caller who needs at least `needed` standing (R4).
-absl::StatusOr<v1::Customer> LoadCustomer(SqliteConnection& db,
+absl::StatusOr<v1::Customer> LoadCustomer(Connection& db,
                                           const Principal& principal,
                                           const std::string& customer_id,
                                           Standing needed,
@@ -139,8 +139,7 @@ bool EtagMatches(absl::string_view etag, int64_t version) {
 
 // Resolves `account_manager` against the customer's partner: it must name an
 // existing user of that partner.
-absl::Status ValidateAccountManager(SqliteConnection& db,
-                                    absl::string_view field,
+absl::Status ValidateAccountManager(Connection& db, absl::string_view field,
                                     const std::string& partner_id,
                                     const std::string& account_manager) {
   if (account_manager.empty()) return absl::OkStatus();
@@ -292,7 +291,7 @@ constexpr char kNotifyCustomerChanged[] =
 constexpr absl::Duration kAnnounceDeadline = absl::Seconds(1);
 
 absl::Status CustomerManagement::AnnounceCustomer(
-    SqliteConnection& db, const std::string& customer_id, bool deleted,
+    Connection& db, const std::string& customer_id, bool deleted,
     absl::Time now) {
   if (outbox_ == nullptr) return absl::OkStatus();
   custos::access::v1::NotifyCustomerChangedRequest notice;
@@ -306,7 +305,7 @@ absl::Status CustomerManagement::AnnounceCustomer(
   return EnqueueOutbox(db, "access", kNotifyCustomerChanged, notice, now);
 }
 
-absl::Status CustomerManagement::AnnouncePartner(SqliteConnection& db,
+absl::Status CustomerManagement::AnnouncePartner(Connection& db,
                                                  const std::string& partner_id,
                                                  absl::Time now) {
   if (outbox_ == nullptr) return absl::OkStatus();
@@ -326,7 +325,7 @@ constexpr char kPublishAlert[] =
     "/custos.notifications.v1.NotificationService/PublishAlert";
 
 absl::Status CustomerManagement::AnnounceSettingsChange(
-    SqliteConnection& db, const v1::Customer& before, const v1::Customer& after,
+    Connection& db, const v1::Customer& before, const v1::Customer& after,
     const std::string& actor, absl::Time now) {
   if (notifications_outbox_ == nullptr) return absl::OkStatus();
   custos::notifications::v1::PublishAlertRequest alert;
@@ -368,7 +367,7 @@ absl::StatusOr<v1::Partner> CustomerManagement::CreatePartner(
                            request.request_id()};
   const std::string fingerprint = RequestFingerprint(request);
   v1::Partner result;
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(bool replayed, Replayed(db, key, fingerprint, &result));
     if (replayed) return absl::OkStatus();
     std::string id =
@@ -396,7 +395,7 @@ absl::StatusOr<v1::Partner> CustomerManagement::GetPartner(
   ASSIGN_OR_RETURN(auto ids,
                    ParseResourceName(request.name(), "partners/*", "name"));
   v1::Partner result;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     RETURN_IF_ERROR(RequirePartner(db, call.principal, ids[0],
                                    Standing::kPartnerUser, "read"));
     ASSIGN_OR_RETURN(auto partner, CustomerStore::FindPartner(db, ids[0]));
@@ -413,7 +412,7 @@ absl::StatusOr<v1::ListPartnersResponse> CustomerManagement::ListPartners(
   const std::string member =
       call.principal.HasRole(kRolePlatformAdmin) ? "" : call.principal.subject;
   v1::ListPartnersResponse response;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(
         std::string next,
         ListPage<v1::Partner>(
@@ -448,7 +447,7 @@ absl::StatusOr<v1::PartnerUser> CustomerManagement::CreatePartnerUser(
                            request.request_id()};
   const std::string fingerprint = RequestFingerprint(request);
   v1::PartnerUser result;
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     RETURN_IF_ERROR(RequirePartner(db, call.principal, parent[0],
                                    Standing::kPartnerAdmin, "add users to"));
     ASSIGN_OR_RETURN(bool replayed, Replayed(db, key, fingerprint, &result));
@@ -485,7 +484,7 @@ CustomerManagement::ListPartnerUsers(
                    ParseResourceName(request.parent(), "partners/*", "parent"));
   ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size()));
   v1::ListPartnerUsersResponse response;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     RETURN_IF_ERROR(RequirePartner(db, call.principal, parent[0],
                                    Standing::kPartnerUser, "list users of"));
     ASSIGN_OR_RETURN(std::string next,
@@ -508,7 +507,7 @@ absl::StatusOr<google::protobuf::Empty> CustomerManagement::DeletePartnerUser(
     const CallContext& call, const v1::DeletePartnerUserRequest& request) {
   ASSIGN_OR_RETURN(auto ids, ParseResourceName(request.name(),
                                                "partners/*/users/*", "name"));
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     RETURN_IF_ERROR(RequirePartner(db, call.principal, ids[0],
                                    Standing::kPartnerAdmin, "remove users of"));
     ASSIGN_OR_RETURN(auto user,
@@ -600,7 +599,7 @@ absl::StatusOr<v1::Customer> CustomerManagement::CreateCustomer(
                            request.request_id()};
   const std::string fingerprint = RequestFingerprint(request);
   v1::Customer result;
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     if (!partner_id.empty()) {
       RETURN_IF_ERROR(RequirePartner(db, call.principal, partner_id,
                                      Standing::kPartnerAdmin,
@@ -637,7 +636,7 @@ absl::StatusOr<v1::Customer> CustomerManagement::GetCustomer(
   ASSIGN_OR_RETURN(auto ids,
                    ParseResourceName(request.name(), "customers/*", "name"));
   v1::Customer result;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(result, LoadCustomer(db, call.principal, ids[0],
                                           Standing::kCustomerUser, "read"));
     return absl::OkStatus();
@@ -663,7 +662,7 @@ absl::StatusOr<v1::ListCustomersResponse> CustomerManagement::ListCustomers(
     after.emplace(key[0], key[1]);
   }
   v1::ListCustomersResponse response;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     if (!partner_id.empty()) {
       RETURN_IF_ERROR(RequirePartner(db, call.principal, partner_id,
                                      Standing::kPartnerUser,
@@ -715,7 +714,7 @@ absl::StatusOr<v1::Customer> CustomerManagement::UpdateCustomer(
   }
   if (sites) RETURN_IF_ERROR(ValidateSites("customer.sites", patch));
   v1::Customer result;
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(v1::Customer current,
                      LoadCustomer(db, call.principal, ids[0],
                                   Standing::kPartnerAdmin, "update"));
@@ -750,7 +749,7 @@ absl::StatusOr<google::protobuf::Empty> CustomerManagement::DeleteCustomer(
     const CallContext& call, const v1::DeleteCustomerRequest& request) {
   ASSIGN_OR_RETURN(auto ids,
                    ParseResourceName(request.name(), "customers/*", "name"));
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(v1::Customer current,
                      LoadCustomer(db, call.principal, ids[0],
                                   Standing::kPartnerAdmin, "delete"));
@@ -778,7 +777,7 @@ absl::StatusOr<v1::Customer> CustomerManagement::SetManagementSettings(
     return InvalidField("etag", "is required: pass the etag you last read");
   }
   v1::Customer result;
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(
         v1::Customer current,
         LoadCustomer(db, call.principal, ids[0], Standing::kPartnerAdmin,
@@ -829,7 +828,7 @@ CustomerManagement::PreviewManagementChange(
                                                "customers/*", "customer"));
   RETURN_IF_ERROR(ValidateSettings("settings", request.settings(), false));
   v1::PreviewManagementChangeResponse response;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(
         v1::Customer customer,
         LoadCustomer(db, call.principal, ids[0], Standing::kPartnerUser,
@@ -913,7 +912,7 @@ absl::StatusOr<v1::Product> CustomerManagement::CreateProduct(
                            request.request_id()};
   const std::string fingerprint = RequestFingerprint(request);
   v1::Product result;
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     RETURN_IF_ERROR(LoadCustomer(db, call.principal, parent[0],
                                  Standing::kPartnerAdmin, "add products to")
                         .status());
@@ -946,7 +945,7 @@ absl::StatusOr<v1::ListProductsResponse> CustomerManagement::ListProducts(
                                                   "customers/*", "parent"));
   ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size()));
   v1::ListProductsResponse response;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     RETURN_IF_ERROR(LoadCustomer(db, call.principal, parent[0],
                                  Standing::kCustomerUser, "list products of")
                         .status());
@@ -986,7 +985,7 @@ absl::StatusOr<v1::Product> CustomerManagement::UpdateProduct(
     paths.insert(path);
   }
   v1::Product result;
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     RETURN_IF_ERROR(LoadCustomer(db, call.principal, ids[0],
                                  Standing::kPartnerAdmin, "update products of")
                         .status());
@@ -1053,7 +1052,7 @@ absl::StatusOr<v1::CustomerUser> CustomerManagement::CreateCustomerUser(
                            request.request_id()};
   const std::string fingerprint = RequestFingerprint(request);
   v1::CustomerUser result;
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     RETURN_IF_ERROR(LoadCustomer(db, call.principal, parent[0],
                                  Standing::kPartnerAdmin, "add users to")
                         .status());
@@ -1090,7 +1089,7 @@ CustomerManagement::ListCustomerUsers(
                                                   "customers/*", "parent"));
   ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size()));
   v1::ListCustomerUsersResponse response;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     RETURN_IF_ERROR(LoadCustomer(db, call.principal, parent[0],
                                  Standing::kCustomerUser, "list users of")
                         .status());
@@ -1115,7 +1114,7 @@ absl::StatusOr<google::protobuf::Empty> CustomerManagement::DeleteCustomerUser(
     const CallContext& call, const v1::DeleteCustomerUserRequest& request) {
   ASSIGN_OR_RETURN(auto ids, ParseResourceName(request.name(),
                                                "customers/*/users/*", "name"));
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     RETURN_IF_ERROR(LoadCustomer(db, call.principal, ids[0],
                                  Standing::kPartnerAdmin, "remove users of")
                         .status());
@@ -1158,7 +1157,7 @@ absl::StatusOr<v1::AccessContext> CustomerManagement::GetAccessContext(
                                                "customers/*", "customer"));
   RETURN_IF_ERROR(ValidateUserId("user", request.user()));
   v1::AccessContext context;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(auto customer, CustomerStore::FindCustomer(db, ids[0]));
     if (!customer) {
       return absl::NotFoundError(
@@ -1212,7 +1211,7 @@ CustomerManagement::ListBroadcastRecipients(
     after = key[0];
   }
   std::vector<std::string> users;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(users,
                      CustomerStore::ListAllUserIds(db, after, page_size + 1));
     return absl::OkStatus();
@@ -1236,7 +1235,7 @@ CustomerManagement::GetCommunicationRouting(
   ASSIGN_OR_RETURN(auto ids, ParseResourceName(request.customer(),
                                                "customers/*", "customer"));
   v1::CommunicationRouting routing;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(auto customer, CustomerStore::FindCustomer(db, ids[0]));
     if (!customer) {
       return absl::NotFoundError(
@@ -1275,7 +1274,7 @@ absl::StatusOr<ListAuditEventsResponse> CustomerManagement::ListAuditEvents(
       auto ids, ParseResourceName(
                     root, is_partner ? "partners/*" : "customers/*", "parent"));
   ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size()));
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     if (is_partner) {
       return RequirePartner(db, call.principal, ids[0], Standing::kPartnerUser,
                             "read the audit log of");

@@ -4,9 +4,9 @@
 #include "absl/status/statusor.h"
 #include "common/call_context.h"
 #include "common/clock.h"
+#include "common/database.h"
 #include "common/ids.h"
 #include "common/outbox.h"
-#include "common/sqlite.h"
 #include "custos/common/v1/audit.pb.h"
 #include "custos/customers/v1/customers_service.pb.h"
 #include "google/protobuf/empty.pb.h"
@@ -37,8 +37,8 @@ class CustomerManagement {
   // `notifications_outbox`, when given, carries management-settings changes
   // to NotificationService as account alerts for the customer (routed by
   // R2 like any alert), delivered in the background.
-  CustomerManagement(SqliteDatabase* database, const Clock* clock,
-                     IdGenerator* ids, OutboxWorker* access_outbox = nullptr,
+  CustomerManagement(Database* database, const Clock* clock, IdGenerator* ids,
+                     OutboxWorker* access_outbox = nullptr,
                      OutboxWorker* notifications_outbox = nullptr)
       : db_(database),
         clock_(clock),
@@ -111,22 +111,21 @@ class CustomerManagement {
 
  private:
   // Inside a write: tells AccessService the customer's new version.
-  absl::Status AnnounceCustomer(SqliteConnection& db,
-                                const std::string& customer_id, bool deleted,
-                                absl::Time now);
+  absl::Status AnnounceCustomer(Connection& db, const std::string& customer_id,
+                                bool deleted, absl::Time now);
   // Inside a write: announces every customer of the partner.
-  absl::Status AnnouncePartner(SqliteConnection& db,
-                               const std::string& partner_id, absl::Time now);
+  absl::Status AnnouncePartner(Connection& db, const std::string& partner_id,
+                               absl::Time now);
   // Inside a write: an account alert telling the customer's recipients
   // (R2) that its management settings changed from `before` to `after`.
-  absl::Status AnnounceSettingsChange(SqliteConnection& db,
+  absl::Status AnnounceSettingsChange(Connection& db,
                                       const v1::Customer& before,
                                       const v1::Customer& after,
                                       const std::string& actor, absl::Time now);
   // After a write committed: tries to deliver what it announced.
   void DeliverAnnouncements();
 
-  SqliteDatabase* db_;
+  Database* db_;
   const Clock* clock_;
   IdGenerator* ids_;
   OutboxWorker* outbox_;

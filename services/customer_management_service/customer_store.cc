@@ -14,8 +14,8 @@ namespace {
 
 using google::protobuf::util::TimeUtil;
 
-const std::vector<SqliteMigration>& Migrations() {
-  static const auto* migrations = new std::vector<SqliteMigration>{
+const std::vector<Migration>& Migrations() {
+  static const auto* migrations = new std::vector<Migration>{
       {1, kAuditEventsSchema},
       {2, kIdempotencyKeysSchema},
       {3, R"sql(
@@ -101,7 +101,7 @@ constexpr char kCustomerColumnsOfC[] =
     "c.management_type, c.communications, c.version, c.create_micros, "
     "c.update_micros";
 
-v1::Customer ReadCustomer(const SqliteStatement& row) {
+v1::Customer ReadCustomer(const Statement& row) {
   v1::Customer customer;
   customer.set_name(absl::StrCat("customers/", row.ColumnText(0)));
   customer.set_display_name(row.ColumnText(1));
@@ -139,7 +139,7 @@ std::string AccountManagerId(const v1::Customer& customer) {
                                           : std::string(name.substr(slash + 1));
 }
 
-v1::Product ReadProduct(const SqliteStatement& row) {
+v1::Product ReadProduct(const Statement& row) {
   v1::Product product;
   product.set_name(absl::StrCat("customers/", row.ColumnText(0), "/products/",
                                 row.ColumnText(1)));
@@ -162,7 +162,7 @@ constexpr char kProductColumns[] =
     "customer_id, id, product_code, seats, status, term_start_micros, "
     "term_end_micros, version, create_micros, update_micros";
 
-void BindTerm(SqliteStatement& statement, int index, const v1::Product& product,
+void BindTerm(Statement& statement, int index, const v1::Product& product,
               bool start) {
   bool has =
       start ? product.has_term_start_time() : product.has_term_end_time();
@@ -174,7 +174,7 @@ void BindTerm(SqliteStatement& statement, int index, const v1::Product& product,
                                        : product.term_end_time()));
 }
 
-v1::PartnerUser ReadPartnerUser(const SqliteStatement& row) {
+v1::PartnerUser ReadPartnerUser(const Statement& row) {
   v1::PartnerUser user;
   user.set_name(absl::StrCat("partners/", row.ColumnText(0), "/users/",
                              row.ColumnText(1)));
@@ -185,7 +185,7 @@ v1::PartnerUser ReadPartnerUser(const SqliteStatement& row) {
   return user;
 }
 
-v1::CustomerUser ReadCustomerUser(const SqliteStatement& row) {
+v1::CustomerUser ReadCustomerUser(const Statement& row) {
   v1::CustomerUser user;
   user.set_name(absl::StrCat("customers/", row.ColumnText(0), "/users/",
                              row.ColumnText(1)));
@@ -197,8 +197,7 @@ v1::CustomerUser ReadCustomerUser(const SqliteStatement& row) {
 
 // Collects every row of `statement` through `read`.
 template <typename T, typename Read>
-absl::StatusOr<std::vector<T>> CollectRows(SqliteStatement& statement,
-                                           Read read) {
+absl::StatusOr<std::vector<T>> CollectRows(Statement& statement, Read read) {
   std::vector<T> rows;
   while (true) {
     ASSIGN_OR_RETURN(bool row, statement.Step());
@@ -208,8 +207,7 @@ absl::StatusOr<std::vector<T>> CollectRows(SqliteStatement& statement,
 }
 
 template <typename T, typename Read>
-absl::StatusOr<std::optional<T>> FirstRow(SqliteStatement& statement,
-                                          Read read) {
+absl::StatusOr<std::optional<T>> FirstRow(Statement& statement, Read read) {
   ASSIGN_OR_RETURN(bool row, statement.Step());
   if (!row) return std::optional<T>();
   return std::optional<T>(read(statement));
@@ -217,18 +215,16 @@ absl::StatusOr<std::optional<T>> FirstRow(SqliteStatement& statement,
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<SqliteDatabase>> CustomerStore::Open(
-    const std::string& path) {
-  SqliteOptions options;
-  options.path = path;
-  return SqliteDatabase::Open(options, Migrations());
+absl::StatusOr<std::unique_ptr<Database>> CustomerStore::Open(
+    const std::string& database) {
+  return OpenDatabase(database, Migrations());
 }
 
-absl::Status CustomerStore::InsertPartner(SqliteConnection& db,
+absl::Status CustomerStore::InsertPartner(Connection& db,
                                           const std::string& partner_id,
                                           const v1::Partner& partner,
                                           absl::Time now) {
-  ASSIGN_OR_RETURN(SqliteStatement insert,
+  ASSIGN_OR_RETURN(Statement insert,
                    db.Prepare("INSERT INTO partners(id, display_name, "
                               "create_micros) VALUES (?, ?, ?)"));
   return insert.Bind(1, partner_id)
@@ -237,7 +233,7 @@ absl::Status CustomerStore::InsertPartner(SqliteConnection& db,
       .Run();
 }
 
-static v1::Partner ReadPartner(const SqliteStatement& row) {
+static v1::Partner ReadPartner(const Statement& row) {
   v1::Partner partner;
   partner.set_name(absl::StrCat("partners/", row.ColumnText(0)));
   partner.set_display_name(row.ColumnText(1));
@@ -246,8 +242,8 @@ static v1::Partner ReadPartner(const SqliteStatement& row) {
 }
 
 absl::StatusOr<std::optional<v1::Partner>> CustomerStore::FindPartner(
-    SqliteConnection& db, const std::string& partner_id) {
-  ASSIGN_OR_RETURN(SqliteStatement select,
+    Connection& db, const std::string& partner_id) {
+  ASSIGN_OR_RETURN(Statement select,
                    db.Prepare("SELECT id, display_name, create_micros FROM "
                               "partners WHERE id = ?"));
   select.Bind(1, partner_id);
@@ -255,10 +251,10 @@ absl::StatusOr<std::optional<v1::Partner>> CustomerStore::FindPartner(
 }
 
 absl::StatusOr<std::vector<v1::Partner>> CustomerStore::ListPartners(
-    SqliteConnection& db, const std::string& member,
-    const std::string& after_id, int limit) {
+    Connection& db, const std::string& member, const std::string& after_id,
+    int limit) {
   ASSIGN_OR_RETURN(
-      SqliteStatement select,
+      Statement select,
       db.Prepare("SELECT id, display_name, create_micros FROM partners "
                  "WHERE id > ?1 AND (?2 = '' OR id IN (SELECT partner_id FROM "
                  "partner_users WHERE user_id = ?2)) ORDER BY id LIMIT ?3"));
@@ -266,13 +262,13 @@ absl::StatusOr<std::vector<v1::Partner>> CustomerStore::ListPartners(
   return CollectRows<v1::Partner>(select, ReadPartner);
 }
 
-absl::Status CustomerStore::InsertPartnerUser(SqliteConnection& db,
+absl::Status CustomerStore::InsertPartnerUser(Connection& db,
                                               const std::string& partner_id,
                                               const std::string& user_id,
                                               const v1::PartnerUser& user,
                                               absl::Time now) {
   ASSIGN_OR_RETURN(
-      SqliteStatement insert,
+      Statement insert,
       db.Prepare("INSERT INTO partner_users(partner_id, user_id, role, "
                  "display_name, email, create_micros) "
                  "VALUES (?, ?, ?, ?, ?, ?)"));
@@ -286,10 +282,9 @@ absl::Status CustomerStore::InsertPartnerUser(SqliteConnection& db,
 }
 
 absl::StatusOr<std::optional<v1::PartnerUser>> CustomerStore::FindPartnerUser(
-    SqliteConnection& db, const std::string& partner_id,
-    const std::string& user_id) {
+    Connection& db, const std::string& partner_id, const std::string& user_id) {
   ASSIGN_OR_RETURN(
-      SqliteStatement select,
+      Statement select,
       db.Prepare("SELECT partner_id, user_id, role, display_name, email, "
                  "create_micros FROM partner_users WHERE partner_id = ? AND "
                  "user_id = ?"));
@@ -298,10 +293,10 @@ absl::StatusOr<std::optional<v1::PartnerUser>> CustomerStore::FindPartnerUser(
 }
 
 absl::StatusOr<std::vector<v1::PartnerUser>> CustomerStore::ListPartnerUsers(
-    SqliteConnection& db, const std::string& partner_id,
+    Connection& db, const std::string& partner_id,
     const std::string& after_user_id, int limit) {
   ASSIGN_OR_RETURN(
-      SqliteStatement select,
+      Statement select,
       db.Prepare("SELECT partner_id, user_id, role, display_name, email, "
                  "create_micros FROM partner_users WHERE partner_id = ? AND "
                  "user_id > ? ORDER BY user_id LIMIT ?"));
@@ -309,18 +304,18 @@ absl::StatusOr<std::vector<v1::PartnerUser>> CustomerStore::ListPartnerUsers(
   return CollectRows<v1::PartnerUser>(select, ReadPartnerUser);
 }
 
-absl::Status CustomerStore::DeletePartnerUser(SqliteConnection& db,
+absl::Status CustomerStore::DeletePartnerUser(Connection& db,
                                               const std::string& partner_id,
                                               const std::string& user_id) {
-  ASSIGN_OR_RETURN(SqliteStatement remove,
+  ASSIGN_OR_RETURN(Statement remove,
                    db.Prepare("DELETE FROM partner_users WHERE partner_id = ? "
                               "AND user_id = ?"));
   return remove.Bind(1, partner_id).Bind(2, user_id).Run();
 }
 
 absl::StatusOr<int64_t> CustomerStore::CountPartnerAdmins(
-    SqliteConnection& db, const std::string& partner_id) {
-  ASSIGN_OR_RETURN(SqliteStatement count,
+    Connection& db, const std::string& partner_id) {
+  ASSIGN_OR_RETURN(Statement count,
                    db.Prepare("SELECT COUNT(*) FROM partner_users WHERE "
                               "partner_id = ? AND role = ?"));
   count.Bind(1, partner_id)
@@ -330,9 +325,8 @@ absl::StatusOr<int64_t> CustomerStore::CountPartnerAdmins(
 }
 
 absl::StatusOr<int64_t> CustomerStore::CountManagedCustomers(
-    SqliteConnection& db, const std::string& partner_id,
-    const std::string& user_id) {
-  ASSIGN_OR_RETURN(SqliteStatement count,
+    Connection& db, const std::string& partner_id, const std::string& user_id) {
+  ASSIGN_OR_RETURN(Statement count,
                    db.Prepare("SELECT COUNT(*) FROM customers WHERE "
                               "partner_id = ? AND account_manager = ?"));
   count.Bind(1, partner_id).Bind(2, user_id);
@@ -341,19 +335,19 @@ absl::StatusOr<int64_t> CustomerStore::CountManagedCustomers(
 }
 
 absl::Status CustomerStore::BumpPartnerCustomerVersions(
-    SqliteConnection& db, const std::string& partner_id, absl::Time now) {
-  ASSIGN_OR_RETURN(SqliteStatement bump,
+    Connection& db, const std::string& partner_id, absl::Time now) {
+  ASSIGN_OR_RETURN(Statement bump,
                    db.Prepare("UPDATE customers SET version = version + 1, "
                               "update_micros = ? WHERE partner_id = ?"));
   return bump.Bind(1, absl::ToUnixMicros(now)).Bind(2, partner_id).Run();
 }
 
-absl::Status CustomerStore::InsertCustomer(SqliteConnection& db,
+absl::Status CustomerStore::InsertCustomer(Connection& db,
                                            const std::string& customer_id,
                                            const v1::Customer& customer,
                                            absl::Time now) {
   ASSIGN_OR_RETURN(
-      SqliteStatement insert,
+      Statement insert,
       db.Prepare("INSERT INTO customers(id, display_name, partner_id, "
                  "account_manager, sites, management_type, communications, "
                  "version, create_micros, update_micros) "
@@ -375,18 +369,18 @@ absl::Status CustomerStore::InsertCustomer(SqliteConnection& db,
 }
 
 absl::StatusOr<std::optional<v1::Customer>> CustomerStore::FindCustomer(
-    SqliteConnection& db, const std::string& customer_id) {
+    Connection& db, const std::string& customer_id) {
   static const std::string* sql = new std::string(absl::StrCat(
       "SELECT ", kCustomerColumns, " FROM customers WHERE id = ?"));
-  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*sql));
+  ASSIGN_OR_RETURN(Statement select, db.Prepare(*sql));
   select.Bind(1, customer_id);
   return FirstRow<v1::Customer>(select, ReadCustomer);
 }
 
 absl::StatusOr<std::vector<std::string>> CustomerStore::ListAllUserIds(
-    SqliteConnection& db, const std::string& after, int limit) {
+    Connection& db, const std::string& after, int limit) {
   ASSIGN_OR_RETURN(
-      SqliteStatement select,
+      Statement select,
       // Each side is a bounded range scan of its user_id index; a plain
       // UNION of the tables would be sorted whole for every page.
       db.Prepare("SELECT user_id FROM (SELECT user_id FROM customer_users "
@@ -404,10 +398,10 @@ absl::StatusOr<std::vector<std::string>> CustomerStore::ListAllUserIds(
 }
 
 absl::StatusOr<std::vector<std::pair<std::string, int64_t>>>
-CustomerStore::CustomerVersionsOfPartner(SqliteConnection& db,
+CustomerStore::CustomerVersionsOfPartner(Connection& db,
                                          const std::string& partner_id) {
   ASSIGN_OR_RETURN(
-      SqliteStatement select,
+      Statement select,
       db.Prepare("SELECT id, version FROM customers WHERE partner_id = ?"));
   select.Bind(1, partner_id);
   std::vector<std::pair<std::string, int64_t>> versions;
@@ -419,7 +413,7 @@ CustomerStore::CustomerVersionsOfPartner(SqliteConnection& db,
 }
 
 absl::StatusOr<std::optional<CustomerAndCaller>>
-CustomerStore::FindCustomerAndCaller(SqliteConnection& db,
+CustomerStore::FindCustomerAndCaller(Connection& db,
                                      const std::string& customer_id,
                                      const std::string& user_id) {
   // One statement instead of three: this is the path of every customer read.
@@ -430,10 +424,10 @@ CustomerStore::FindCustomerAndCaller(SqliteConnection& db,
                    " FROM customers c LEFT JOIN partner_users pu"
                    " ON pu.partner_id = c.partner_id AND pu.user_id = ?2"
                    " WHERE c.id = ?1"));
-  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*sql));
+  ASSIGN_OR_RETURN(Statement select, db.Prepare(*sql));
   select.Bind(1, customer_id);
   select.Bind(2, user_id);
-  return FirstRow<CustomerAndCaller>(select, [](const SqliteStatement& row) {
+  return FirstRow<CustomerAndCaller>(select, [](const Statement& row) {
     CustomerAndCaller found;
     found.customer = ReadCustomer(row);
     if (!row.ColumnIsNull(10)) {
@@ -445,7 +439,7 @@ CustomerStore::FindCustomerAndCaller(SqliteConnection& db,
 }
 
 absl::StatusOr<std::vector<v1::Customer>> CustomerStore::ListCustomers(
-    SqliteConnection& db, const std::string& partner_id,
+    Connection& db, const std::string& partner_id,
     const std::optional<std::pair<std::string, std::string>>& after,
     int limit) {
   // Row-value comparison keeps this a range scan of the (partner, name, id)
@@ -458,7 +452,7 @@ absl::StatusOr<std::vector<v1::Customer>> CustomerStore::ListCustomers(
       absl::StrCat("SELECT ", kCustomerColumns,
                    " FROM customers WHERE (display_name, id) > (?2, ?3) "
                    "ORDER BY display_name, id LIMIT ?4"));
-  ASSIGN_OR_RETURN(SqliteStatement select,
+  ASSIGN_OR_RETURN(Statement select,
                    db.Prepare(partner_id.empty() ? *all : *by_partner));
   if (!partner_id.empty()) select.Bind(1, partner_id);
   // ("", "") sorts before every stored key.
@@ -468,12 +462,12 @@ absl::StatusOr<std::vector<v1::Customer>> CustomerStore::ListCustomers(
   return CollectRows<v1::Customer>(select, ReadCustomer);
 }
 
-absl::Status CustomerStore::UpdateCustomer(SqliteConnection& db,
+absl::Status CustomerStore::UpdateCustomer(Connection& db,
                                            const std::string& customer_id,
                                            const v1::Customer& customer,
                                            absl::Time now) {
   ASSIGN_OR_RETURN(
-      SqliteStatement update,
+      Statement update,
       db.Prepare("UPDATE customers SET display_name = ?, account_manager = ?, "
                  "sites = ?, management_type = ?, communications = ?, "
                  "version = ?, update_micros = ? WHERE id = ?"));
@@ -488,29 +482,29 @@ absl::Status CustomerStore::UpdateCustomer(SqliteConnection& db,
       .Run();
 }
 
-absl::Status CustomerStore::DeleteCustomer(SqliteConnection& db,
+absl::Status CustomerStore::DeleteCustomer(Connection& db,
                                            const std::string& customer_id) {
-  ASSIGN_OR_RETURN(SqliteStatement remove,
+  ASSIGN_OR_RETURN(Statement remove,
                    db.Prepare("DELETE FROM customers WHERE id = ?"));
   return remove.Bind(1, customer_id).Run();
 }
 
-absl::Status CustomerStore::BumpCustomerVersion(SqliteConnection& db,
+absl::Status CustomerStore::BumpCustomerVersion(Connection& db,
                                                 const std::string& customer_id,
                                                 absl::Time now) {
-  ASSIGN_OR_RETURN(SqliteStatement bump,
+  ASSIGN_OR_RETURN(Statement bump,
                    db.Prepare("UPDATE customers SET version = version + 1, "
                               "update_micros = ? WHERE id = ?"));
   return bump.Bind(1, absl::ToUnixMicros(now)).Bind(2, customer_id).Run();
 }
 
-absl::Status CustomerStore::InsertProduct(SqliteConnection& db,
+absl::Status CustomerStore::InsertProduct(Connection& db,
                                           const std::string& customer_id,
                                           const std::string& product_id,
                                           const v1::Product& product,
                                           absl::Time now) {
   ASSIGN_OR_RETURN(
-      SqliteStatement insert,
+      Statement insert,
       db.Prepare("INSERT INTO products(customer_id, id, product_code, seats, "
                  "status, term_start_micros, term_end_micros, version, "
                  "create_micros, update_micros) "
@@ -528,34 +522,34 @@ absl::Status CustomerStore::InsertProduct(SqliteConnection& db,
 }
 
 absl::StatusOr<std::optional<v1::Product>> CustomerStore::FindProduct(
-    SqliteConnection& db, const std::string& customer_id,
+    Connection& db, const std::string& customer_id,
     const std::string& product_id) {
   static const std::string* sql = new std::string(
       absl::StrCat("SELECT ", kProductColumns,
                    " FROM products WHERE customer_id = ? AND id = ?"));
-  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*sql));
+  ASSIGN_OR_RETURN(Statement select, db.Prepare(*sql));
   select.Bind(1, customer_id).Bind(2, product_id);
   return FirstRow<v1::Product>(select, ReadProduct);
 }
 
 absl::StatusOr<std::vector<v1::Product>> CustomerStore::ListProducts(
-    SqliteConnection& db, const std::string& customer_id,
-    const std::string& after_id, int limit) {
+    Connection& db, const std::string& customer_id, const std::string& after_id,
+    int limit) {
   static const std::string* sql = new std::string(absl::StrCat(
       "SELECT ", kProductColumns,
       " FROM products WHERE customer_id = ? AND id > ? ORDER BY id LIMIT ?"));
-  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*sql));
+  ASSIGN_OR_RETURN(Statement select, db.Prepare(*sql));
   select.Bind(1, customer_id).Bind(2, after_id).Bind(3, limit);
   return CollectRows<v1::Product>(select, ReadProduct);
 }
 
-absl::Status CustomerStore::UpdateProduct(SqliteConnection& db,
+absl::Status CustomerStore::UpdateProduct(Connection& db,
                                           const std::string& customer_id,
                                           const std::string& product_id,
                                           const v1::Product& product,
                                           absl::Time now) {
   ASSIGN_OR_RETURN(
-      SqliteStatement update,
+      Statement update,
       db.Prepare("UPDATE products SET product_code = ?, seats = ?, status = ?, "
                  "term_start_micros = ?, term_end_micros = ?, "
                  "version = version + 1, update_micros = ? "
@@ -571,13 +565,13 @@ absl::Status CustomerStore::UpdateProduct(SqliteConnection& db,
       .Run();
 }
 
-absl::Status CustomerStore::InsertCustomerUser(SqliteConnection& db,
+absl::Status CustomerStore::InsertCustomerUser(Connection& db,
                                                const std::string& customer_id,
                                                const std::string& user_id,
                                                const v1::CustomerUser& user,
                                                absl::Time now) {
   ASSIGN_OR_RETURN(
-      SqliteStatement insert,
+      Statement insert,
       db.Prepare("INSERT INTO customer_users(customer_id, user_id, "
                  "display_name, email, create_micros) VALUES (?, ?, ?, ?, ?)"));
   return insert.Bind(1, customer_id)
@@ -589,10 +583,10 @@ absl::Status CustomerStore::InsertCustomerUser(SqliteConnection& db,
 }
 
 absl::StatusOr<std::optional<v1::CustomerUser>> CustomerStore::FindCustomerUser(
-    SqliteConnection& db, const std::string& customer_id,
+    Connection& db, const std::string& customer_id,
     const std::string& user_id) {
   ASSIGN_OR_RETURN(
-      SqliteStatement select,
+      Statement select,
       db.Prepare("SELECT customer_id, user_id, display_name, email, "
                  "create_micros FROM customer_users WHERE customer_id = ? AND "
                  "user_id = ?"));
@@ -601,10 +595,10 @@ absl::StatusOr<std::optional<v1::CustomerUser>> CustomerStore::FindCustomerUser(
 }
 
 absl::StatusOr<std::vector<v1::CustomerUser>> CustomerStore::ListCustomerUsers(
-    SqliteConnection& db, const std::string& customer_id,
+    Connection& db, const std::string& customer_id,
     const std::string& after_user_id, int limit) {
   ASSIGN_OR_RETURN(
-      SqliteStatement select,
+      Statement select,
       db.Prepare("SELECT customer_id, user_id, display_name, email, "
                  "create_micros FROM customer_users WHERE customer_id = ? AND "
                  "user_id > ? ORDER BY user_id LIMIT ?"));
@@ -612,10 +606,10 @@ absl::StatusOr<std::vector<v1::CustomerUser>> CustomerStore::ListCustomerUsers(
   return CollectRows<v1::CustomerUser>(select, ReadCustomerUser);
 }
 
-absl::Status CustomerStore::DeleteCustomerUser(SqliteConnection& db,
+absl::Status CustomerStore::DeleteCustomerUser(Connection& db,
                                                const std::string& customer_id,
                                                const std::string& user_id) {
-  ASSIGN_OR_RETURN(SqliteStatement remove,
+  ASSIGN_OR_RETURN(Statement remove,
                    db.Prepare("DELETE FROM customer_users WHERE customer_id = "
                               "? AND user_id = ?"));
   return remove.Bind(1, customer_id).Bind(2, user_id).Run();

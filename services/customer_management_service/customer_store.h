@@ -9,7 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "common/sqlite.h"
+#include "common/database.h"
 #include "custos/customers/v1/customers_service.pb.h"
 
 namespace custos::customers {
@@ -24,122 +24,122 @@ struct CustomerAndCaller {
 };
 
 // SQL for CustomerManagementService's data. Every function runs inside the
-// caller's transaction (SqliteDatabase::Read/Write), so the logic layer
+// caller's transaction (Database::Read/Write), so the logic layer
 // decides what one operation is. Resources are stored and returned as their
 // API messages, with `name` filled in. Absent rows are nullopt, not errors.
 class CustomerStore {
  public:
-  // Opens the database at `path` and applies the schema migrations.
-  static absl::StatusOr<std::unique_ptr<SqliteDatabase>> Open(
-      const std::string& path);
+  // Opens `database` (sqlite:PATH or postgresql://...) and applies the
+  // schema migrations.
+  static absl::StatusOr<std::unique_ptr<Database>> Open(
+      const std::string& database);
 
   // Partners.
-  static absl::Status InsertPartner(SqliteConnection& db,
+  static absl::Status InsertPartner(Connection& db,
                                     const std::string& partner_id,
                                     const v1::Partner& partner, absl::Time now);
   static absl::StatusOr<std::optional<v1::Partner>> FindPartner(
-      SqliteConnection& db, const std::string& partner_id);
+      Connection& db, const std::string& partner_id);
   // Partners ordered by id after `after_id`; only those `member` belongs to
   // unless `member` is empty.
   static absl::StatusOr<std::vector<v1::Partner>> ListPartners(
-      SqliteConnection& db, const std::string& member,
-      const std::string& after_id, int limit);
+      Connection& db, const std::string& member, const std::string& after_id,
+      int limit);
 
   // Partner users.
-  static absl::Status InsertPartnerUser(SqliteConnection& db,
+  static absl::Status InsertPartnerUser(Connection& db,
                                         const std::string& partner_id,
                                         const std::string& user_id,
                                         const v1::PartnerUser& user,
                                         absl::Time now);
   static absl::StatusOr<std::optional<v1::PartnerUser>> FindPartnerUser(
-      SqliteConnection& db, const std::string& partner_id,
+      Connection& db, const std::string& partner_id,
       const std::string& user_id);
   static absl::StatusOr<std::vector<v1::PartnerUser>> ListPartnerUsers(
-      SqliteConnection& db, const std::string& partner_id,
+      Connection& db, const std::string& partner_id,
       const std::string& after_user_id, int limit);
-  static absl::Status DeletePartnerUser(SqliteConnection& db,
+  static absl::Status DeletePartnerUser(Connection& db,
                                         const std::string& partner_id,
                                         const std::string& user_id);
   static absl::StatusOr<int64_t> CountPartnerAdmins(
-      SqliteConnection& db, const std::string& partner_id);
+      Connection& db, const std::string& partner_id);
   // Customers whose account manager is this partner user.
   static absl::StatusOr<int64_t> CountManagedCustomers(
-      SqliteConnection& db, const std::string& partner_id,
+      Connection& db, const std::string& partner_id,
       const std::string& user_id);
   // Bumps the version of every customer of the partner: a partner user's
   // arrival or departure changes who can act on all of them.
-  static absl::Status BumpPartnerCustomerVersions(SqliteConnection& db,
+  static absl::Status BumpPartnerCustomerVersions(Connection& db,
                                                   const std::string& partner_id,
                                                   absl::Time now);
 
   // Customers.
-  static absl::Status InsertCustomer(SqliteConnection& db,
+  static absl::Status InsertCustomer(Connection& db,
                                      const std::string& customer_id,
                                      const v1::Customer& customer,
                                      absl::Time now);
   static absl::StatusOr<std::optional<v1::Customer>> FindCustomer(
-      SqliteConnection& db, const std::string& customer_id);
+      Connection& db, const std::string& customer_id);
   // Distinct user ids of every customer user and partner user, ordered,
   // after `after`.
   static absl::StatusOr<std::vector<std::string>> ListAllUserIds(
-      SqliteConnection& db, const std::string& after, int limit);
+      Connection& db, const std::string& after, int limit);
   // (customer id, version) of every customer of the partner.
   static absl::StatusOr<std::vector<std::pair<std::string, int64_t>>>
-  CustomerVersionsOfPartner(SqliteConnection& db,
-                            const std::string& partner_id);
+  CustomerVersionsOfPartner(Connection& db, const std::string& partner_id);
   // A customer with what `user_id` is to it: its partner role (none when
   // not a user of the customer's partner) and whether it is a customer user.
   static absl::StatusOr<std::optional<CustomerAndCaller>> FindCustomerAndCaller(
-      SqliteConnection& db, const std::string& customer_id,
+      Connection& db, const std::string& customer_id,
       const std::string& user_id);
   // Customers ordered by (display_name, id) after the given key; of one
   // partner unless `partner_id` is empty.
   static absl::StatusOr<std::vector<v1::Customer>> ListCustomers(
-      SqliteConnection& db, const std::string& partner_id,
+      Connection& db, const std::string& partner_id,
       const std::optional<std::pair<std::string, std::string>>& after,
       int limit);
   // Writes every mutable field of `customer` and sets version to
   // `customer.version()`; the caller has bumped it.
-  static absl::Status UpdateCustomer(SqliteConnection& db,
+  static absl::Status UpdateCustomer(Connection& db,
                                      const std::string& customer_id,
                                      const v1::Customer& customer,
                                      absl::Time now);
-  static absl::Status DeleteCustomer(SqliteConnection& db,
+  static absl::Status DeleteCustomer(Connection& db,
                                      const std::string& customer_id);
-  static absl::Status BumpCustomerVersion(SqliteConnection& db,
+  static absl::Status BumpCustomerVersion(Connection& db,
                                           const std::string& customer_id,
                                           absl::Time now);
 
   // Products.
-  static absl::Status InsertProduct(SqliteConnection& db,
+  static absl::Status InsertProduct(Connection& db,
                                     const std::string& customer_id,
                                     const std::string& product_id,
                                     const v1::Product& product, absl::Time now);
   static absl::StatusOr<std::optional<v1::Product>> FindProduct(
-      SqliteConnection& db, const std::string& customer_id,
+      Connection& db, const std::string& customer_id,
       const std::string& product_id);
   static absl::StatusOr<std::vector<v1::Product>> ListProducts(
-      SqliteConnection& db, const std::string& customer_id,
+      Connection& db, const std::string& customer_id,
       const std::string& after_id, int limit);
   // Writes the mutable fields and bumps the product's version (its etag).
-  static absl::Status UpdateProduct(SqliteConnection& db,
+  static absl::Status UpdateProduct(Connection& db,
                                     const std::string& customer_id,
                                     const std::string& product_id,
                                     const v1::Product& product, absl::Time now);
 
   // Customer users.
-  static absl::Status InsertCustomerUser(SqliteConnection& db,
+  static absl::Status InsertCustomerUser(Connection& db,
                                          const std::string& customer_id,
                                          const std::string& user_id,
                                          const v1::CustomerUser& user,
                                          absl::Time now);
   static absl::StatusOr<std::optional<v1::CustomerUser>> FindCustomerUser(
-      SqliteConnection& db, const std::string& customer_id,
+      Connection& db, const std::string& customer_id,
       const std::string& user_id);
   static absl::StatusOr<std::vector<v1::CustomerUser>> ListCustomerUsers(
-      SqliteConnection& db, const std::string& customer_id,
+      Connection& db, const std::string& customer_id,
       const std::string& after_user_id, int limit);
-  static absl::Status DeleteCustomerUser(SqliteConnection& db,
+  static absl::Status DeleteCustomerUser(Connection& db,
                                          const std::string& customer_id,
                                          const std::string& user_id);
 };

@@ -23,7 +23,7 @@
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50052", "host:port to serve gRPC on");
 ABSL_FLAG(std::string, database, "sqlite:customers.db",
-          "sqlite:PATH of the service's database");
+          "the service's database: sqlite:PATH or postgresql://...");
 ABSL_FLAG(std::string, access_address, "",
           "access_service host:port, told about customer changes through the "
           "outbox; empty = none");
@@ -40,8 +40,8 @@ int main(int argc, char** argv) {
 
   const custos::JwtVerifier verifier = custos::VerifierFromFlags();
 
-  auto db = custos::customers::CustomerStore::Open(
-      custos::SqlitePathOrDie(absl::GetFlag(FLAGS_database)));
+  auto db =
+      custos::customers::CustomerStore::Open(absl::GetFlag(FLAGS_database));
   if (!db.ok()) Die("cannot open database: " + db.status().ToString());
 
   // Outboxes to the peers (DESIGN §1), one worker per peer so that one

@@ -53,7 +53,7 @@ void BroadcastFanout::Stop() {
 
 absl::Status BroadcastFanout::RunOnce() {
   std::vector<std::pair<std::string, std::string>> pending;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(pending, NotificationStore::PendingFanouts(db));
     return absl::OkStatus();
   }));
@@ -71,7 +71,7 @@ absl::Status BroadcastFanout::RunOnce() {
       for (const std::string& user : page.users()) {
         users.emplace_back(LastSegment(user));
       }
-      RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+      RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(
             int64_t delivered,
             NotificationStore::Deliver(db, alert_id, users, clock_->Now()));

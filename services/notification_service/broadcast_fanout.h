@@ -10,7 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
-#include "common/sqlite.h"
+#include "common/database.h"
 #include "services/notification_service/inbox_stream.h"
 #include "services/notification_service/routing_source.h"
 
@@ -32,7 +32,7 @@ class BroadcastFanout {
  public:
   // REQUIRES: all outlive this object.
   // `hub` (may be null) hears of every page delivered.
-  BroadcastFanout(SqliteDatabase* db, RoutingSource* recipients, InboxHub* hub,
+  BroadcastFanout(Database* db, RoutingSource* recipients, InboxHub* hub,
                   const Clock* clock, BroadcastFanoutOptions options)
       : db_(db),
         recipients_(recipients),
@@ -56,7 +56,7 @@ class BroadcastFanout {
   int64_t fanouts_pending() const { return pending_.load(); }
 
  private:
-  SqliteDatabase* const db_;
+  Database* const db_;
   RoutingSource* const recipients_;
   InboxHub* const hub_;
   const Clock* const clock_;

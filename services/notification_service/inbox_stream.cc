@@ -72,7 +72,7 @@ void InboxHub::Remove(const std::string& user_id, InboxStream* stream) {
   if (it->second.empty()) streams_.erase(it);
 }
 
-InboxStream::InboxStream(SqliteDatabase* db, InboxHub* hub, std::string user_id,
+InboxStream::InboxStream(Database* db, InboxHub* hub, std::string user_id,
                          int64_t cursor,
                          std::function<void(const grpc::Status&)> on_done)
     : db_(db),
@@ -102,12 +102,11 @@ void InboxStream::Poke() {
     if (queue_.empty()) {
       // Reads are short WAL snapshots: fine on the caller's thread.
       absl::StatusOr<std::vector<std::pair<int64_t, v1::Notification>>> rows;
-      absl::Status status =
-          db_->Read([&](SqliteConnection& db) -> absl::Status {
-            rows = NotificationStore::ListArrivedAfter(db, user_id_, cursor_,
-                                                       kBatch);
-            return rows.status();
-          });
+      absl::Status status = db_->Read([&](Connection& db) -> absl::Status {
+        rows =
+            NotificationStore::ListArrivedAfter(db, user_id_, cursor_, kBatch);
+        return rows.status();
+      });
       if (!status.ok()) {
         finishing_ = true;
         finish_sent_ = true;

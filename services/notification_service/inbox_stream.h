@@ -15,7 +15,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/call_context.h"
-#include "common/sqlite.h"
+#include "common/database.h"
 #include "custos/notifications/v1/notifications_service.grpc.pb.h"
 #include "grpcpp/support/server_callback.h"
 
@@ -63,8 +63,8 @@ class InboxStream final
     : public grpc::ServerWriteReactor<v1::StreamNotificationsResponse> {
  public:
   // `on_done(status)` is called once, for logging.
-  InboxStream(SqliteDatabase* db, InboxHub* hub, std::string user_id,
-              int64_t cursor, std::function<void(const grpc::Status&)> on_done);
+  InboxStream(Database* db, InboxHub* hub, std::string user_id, int64_t cursor,
+              std::function<void(const grpc::Status&)> on_done);
 
   // Registers with the hub and sends what was missed since the cursor.
   // Returns the reactor to hand to gRPC.
@@ -82,7 +82,7 @@ class InboxStream final
  private:
   void RequestFinish(const grpc::Status& status);
 
-  SqliteDatabase* const db_;
+  Database* const db_;
   InboxHub* const hub_;
   const std::string user_id_;
   const std::function<void(const grpc::Status&)> on_done_;

@@ -27,7 +27,7 @@
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50053", "host:port to serve gRPC on");
 ABSL_FLAG(std::string, database, "sqlite:notifications.db",
-          "sqlite:PATH of the service's database");
+          "the service's database: sqlite:PATH or postgresql://...");
 ABSL_FLAG(std::string, customers_address, "127.0.0.1:50052",
           "customer_management_service, for alert routing");
 ABSL_FLAG(int, peer_timeout_ms, 1000, "deadline of calls to peer services");
@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   const custos::JwtVerifier verifier = custos::VerifierFromFlags();
 
   auto db = custos::notifications::NotificationStore::Open(
-      custos::SqlitePathOrDie(absl::GetFlag(FLAGS_database)));
+      absl::GetFlag(FLAGS_database));
   if (!db.ok()) Die("cannot open database: " + db.status().ToString());
 
   custos::ServiceToken token(custos::ServiceTokenFileFlag());

@@ -115,7 +115,7 @@ std::string UserOf(absl::string_view member_name) {
 
 }  // namespace
 
-NotificationLogic::NotificationLogic(SqliteDatabase* db, RoutingSource* routing,
+NotificationLogic::NotificationLogic(Database* db, RoutingSource* routing,
                                      BroadcastFanout* fanout, InboxHub* hub,
                                      WebhookDispatcher* webhooks,
                                      const Clock* clock, IdGenerator* ids,
@@ -136,7 +136,7 @@ bool NotificationLogic::IsMandatory(v1::Category category) const {
 }
 
 absl::StatusOr<v1::PreviewRoutingResponse> NotificationLogic::Route(
-    SqliteConnection& db, const customers::v1::CommunicationRouting& routing,
+    Connection& db, const customers::v1::CommunicationRouting& routing,
     v1::Category category) {
   v1::PreviewRoutingResponse result;
   const bool shared =
@@ -206,7 +206,7 @@ absl::StatusOr<v1::Alert> NotificationLogic::PublishAlert(
                    routing_->Get(customer[0]));
   v1::Alert result;
   std::vector<std::string> users;
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(bool replayed, Replayed(db, key, fingerprint, &result));
     if (replayed) return absl::OkStatus();
     ASSIGN_OR_RETURN(v1::PreviewRoutingResponse route,
@@ -290,7 +290,7 @@ absl::StatusOr<v1::Alert> NotificationLogic::Notify(
   const std::string fingerprint = RequestFingerprint(request);
   v1::Alert result;
   bool replayed = false;
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(replayed, Replayed(db, key, fingerprint, &result));
     if (replayed) return absl::OkStatus();
     const absl::Time now = clock_->Now();
@@ -324,7 +324,7 @@ absl::Status NotificationLogic::PrepareStream(
     }
     return absl::OkStatus();
   }
-  return db_->Read([&](SqliteConnection& db) -> absl::Status {
+  return db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(*cursor, NotificationStore::LastArrival(db, *user_id));
     return absl::OkStatus();
   });
@@ -345,7 +345,7 @@ absl::StatusOr<v1::Alert> NotificationLogic::PublishBroadcast(
                            request.request_id()};
   const std::string fingerprint = RequestFingerprint(request);
   v1::Alert result;
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(bool replayed, Replayed(db, key, fingerprint, &result));
     if (replayed) return absl::OkStatus();
     const absl::Time now = clock_->Now();
@@ -380,7 +380,7 @@ absl::StatusOr<v1::Alert> NotificationLogic::GetAlert(
   ASSIGN_OR_RETURN(auto ids,
                    ParseResourceName(request.name(), "alerts/*", "name"));
   std::optional<v1::Alert> alert;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(alert, NotificationStore::FindAlert(db, ids[0]));
     return absl::OkStatus();
   }));
@@ -399,7 +399,7 @@ absl::StatusOr<v1::PreviewRoutingResponse> NotificationLogic::PreviewRouting(
   ASSIGN_OR_RETURN(customers::v1::CommunicationRouting routing,
                    routing_->Get(customer[0]));
   v1::PreviewRoutingResponse result;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(result, Route(db, routing, request.category()));
     return absl::OkStatus();
   }));
@@ -417,7 +417,7 @@ NotificationLogic::ListNotifications(
   ASSIGN_OR_RETURN(std::optional<TimeKey> before,
                    DecodeTimeKeyPageToken(request.page_token(), query));
   std::vector<v1::Notification> rows;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(
         rows, NotificationStore::ListInbox(db, user, request.unread_only(),
                                            before, page_size + 1));
@@ -458,7 +458,7 @@ NotificationLogic::MarkNotificationsRead(
     alert_ids.emplace_back(id);
   }
   v1::MarkNotificationsReadResponse response;
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(int64_t marked,
                      NotificationStore::MarkRead(db, user, alert_ids));
     response.set_marked(marked);
@@ -476,7 +476,7 @@ NotificationLogic::GetNotificationPreferences(
                            "users/*/notificationPreferences", "name", true));
   v1::NotificationPreferences preferences;
   preferences.set_name(request.name());
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(auto muted, NotificationStore::MutedCategories(db, user));
     std::vector<int> sorted(muted.begin(), muted.end());
     std::sort(sorted.begin(), sorted.end());
@@ -519,7 +519,7 @@ NotificationLogic::UpdateNotificationPreferences(
     }
     categories.push_back(category);
   }
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(auto before, NotificationStore::MutedCategories(db, user));
     RETURN_IF_ERROR(
         NotificationStore::SetMutedCategories(db, user, categories));

@@ -9,8 +9,8 @@
 #include "absl/status/statusor.h"
 #include "common/call_context.h"
 #include "common/clock.h"
+#include "common/database.h"
 #include "common/ids.h"
-#include "common/sqlite.h"
 #include "custos/common/v1/audit.pb.h"
 #include "custos/notifications/v1/notifications_service.pb.h"
 #include "services/notification_service/broadcast_fanout.h"
@@ -38,7 +38,7 @@ class NotificationLogic {
   // `fanout` delivers recorded broadcasts; it is woken after each one.
   // `hub` (may be null) hears of every inbox that gained notifications.
   // `webhooks` (may be null) is woken when deliveries were queued.
-  NotificationLogic(SqliteDatabase* db, RoutingSource* routing,
+  NotificationLogic(Database* db, RoutingSource* routing,
                     BroadcastFanout* fanout, InboxHub* hub,
                     WebhookDispatcher* webhooks, const Clock* clock,
                     IdGenerator* ids, NotificationLogicOptions options);
@@ -80,11 +80,11 @@ class NotificationLogic {
   // Who receives an alert of `category` for the customer, and why not the
   // others; reads mutes in `db`.
   absl::StatusOr<v1::PreviewRoutingResponse> Route(
-      SqliteConnection& db, const customers::v1::CommunicationRouting& routing,
+      Connection& db, const customers::v1::CommunicationRouting& routing,
       v1::Category category);
   bool IsMandatory(v1::Category category) const;
 
-  SqliteDatabase* const db_;
+  Database* const db_;
   RoutingSource* const routing_;
   BroadcastFanout* const fanout_;
   InboxHub* const hub_;

@@ -19,7 +19,7 @@ class NotificationService final
   // REQUIRES: all outlive the service.
   NotificationService(NotificationLogic* logic, WebhookLogic* webhooks,
                       const JwtVerifier* verifier, Executor* executor,
-                      SqliteDatabase* db, InboxHub* hub)
+                      Database* db, InboxHub* hub)
       : logic_(logic),
         webhooks_(webhooks),
         runner_(verifier, executor),
@@ -87,7 +87,7 @@ class NotificationService final
   NotificationLogic* logic_;
   WebhookLogic* webhooks_;
   RpcRunner runner_;
-  SqliteDatabase* db_;
+  Database* db_;
   InboxHub* hub_;
 };
 

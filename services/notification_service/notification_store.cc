@@ -12,8 +12,8 @@ namespace {
 
 using google::protobuf::util::TimeUtil;
 
-const std::vector<SqliteMigration>& Migrations() {
-  static const auto* migrations = new std::vector<SqliteMigration>{
+const std::vector<Migration>& Migrations() {
+  static const auto* migrations = new std::vector<Migration>{
       {1, kAuditEventsSchema},
       {2, kIdempotencyKeysSchema},
       {3, R"sql(
@@ -105,7 +105,7 @@ const std::string* const kListArrivedSql = new std::string(absl::StrCat(
     "LIMIT ?3"));
 
 // Reads kNotificationColumns starting at column `first`.
-v1::Notification ReadNotification(SqliteStatement& row, int first,
+v1::Notification ReadNotification(Statement& row, int first,
                                   const std::string& inbox) {
   v1::Notification n;
   const std::string alert_id = row.ColumnText(first);
@@ -138,19 +138,17 @@ std::string NotificationStore::InboxName(const std::string& inbox) {
   return absl::StrCat("users/", inbox);
 }
 
-absl::StatusOr<std::unique_ptr<SqliteDatabase>> NotificationStore::Open(
-    const std::string& path) {
-  SqliteOptions options;
-  options.path = path;
-  return SqliteDatabase::Open(options, Migrations());
+absl::StatusOr<std::unique_ptr<Database>> NotificationStore::Open(
+    const std::string& database) {
+  return OpenDatabase(database, Migrations());
 }
 
-absl::Status NotificationStore::InsertAlert(SqliteConnection& db,
+absl::Status NotificationStore::InsertAlert(Connection& db,
                                             const std::string& alert_id,
                                             const v1::Alert& alert,
                                             absl::Time now) {
   ASSIGN_OR_RETURN(
-      SqliteStatement insert,
+      Statement insert,
       db.Prepare("INSERT INTO alerts(id, customer_id, category, severity, "
                  "title, body, recipient_count, create_micros, "
                  "broadcast_kind, subject) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
@@ -171,9 +169,9 @@ absl::Status NotificationStore::InsertAlert(SqliteConnection& db,
 }
 
 absl::StatusOr<std::optional<v1::Alert>> NotificationStore::FindAlert(
-    SqliteConnection& db, const std::string& alert_id) {
+    Connection& db, const std::string& alert_id) {
   ASSIGN_OR_RETURN(
-      SqliteStatement select,
+      Statement select,
       db.Prepare("SELECT a.customer_id, a.category, a.severity, a.title, "
                  "a.body, a.recipient_count, a.create_micros, "
                  "a.broadcast_kind, COALESCE(f.done, 1), a.subject FROM "
@@ -201,16 +199,16 @@ absl::StatusOr<std::optional<v1::Alert>> NotificationStore::FindAlert(
   return std::optional<v1::Alert>(std::move(alert));
 }
 
-absl::Status NotificationStore::StartFanout(SqliteConnection& db,
+absl::Status NotificationStore::StartFanout(Connection& db,
                                             const std::string& alert_id) {
-  ASSIGN_OR_RETURN(SqliteStatement insert,
+  ASSIGN_OR_RETURN(Statement insert,
                    db.Prepare("INSERT INTO fanouts(alert_id) VALUES (?)"));
   return insert.Bind(1, alert_id).Run();
 }
 
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
-NotificationStore::PendingFanouts(SqliteConnection& db) {
-  ASSIGN_OR_RETURN(SqliteStatement select,
+NotificationStore::PendingFanouts(Connection& db) {
+  ASSIGN_OR_RETURN(Statement select,
                    db.Prepare("SELECT alert_id, page_token FROM fanouts WHERE "
                               "done = 0 ORDER BY alert_id"));
   std::vector<std::pair<std::string, std::string>> pending;
@@ -221,27 +219,27 @@ NotificationStore::PendingFanouts(SqliteConnection& db) {
   }
 }
 
-absl::Status NotificationStore::AdvanceFanout(SqliteConnection& db,
+absl::Status NotificationStore::AdvanceFanout(Connection& db,
                                               const std::string& alert_id,
                                               const std::string& next_token,
                                               int64_t delivered) {
-  ASSIGN_OR_RETURN(SqliteStatement fanout,
+  ASSIGN_OR_RETURN(Statement fanout,
                    db.Prepare("UPDATE fanouts SET page_token = ?2, done = ?3 "
                               "WHERE alert_id = ?1"));
   RETURN_IF_ERROR(fanout.Bind(1, alert_id)
                       .Bind(2, next_token)
                       .Bind(3, next_token.empty() ? 1 : 0)
                       .Run());
-  ASSIGN_OR_RETURN(SqliteStatement count,
+  ASSIGN_OR_RETURN(Statement count,
                    db.Prepare("UPDATE alerts SET recipient_count = "
                               "recipient_count + ?2 WHERE id = ?1"));
   return count.Bind(1, alert_id).Bind(2, delivered).Run();
 }
 
 absl::StatusOr<int64_t> NotificationStore::Deliver(
-    SqliteConnection& db, const std::string& alert_id,
+    Connection& db, const std::string& alert_id,
     const std::vector<std::string>& users, absl::Time now) {
-  ASSIGN_OR_RETURN(SqliteStatement insert,
+  ASSIGN_OR_RETURN(Statement insert,
                    db.Prepare("INSERT OR IGNORE INTO inbox(user_id, alert_id, "
                               "create_micros) VALUES (?, ?, ?)"));
   int64_t delivered = 0;
@@ -257,9 +255,9 @@ absl::StatusOr<int64_t> NotificationStore::Deliver(
 }
 
 absl::StatusOr<std::vector<v1::Notification>> NotificationStore::ListInbox(
-    SqliteConnection& db, const std::string& user_id, bool unread_only,
+    Connection& db, const std::string& user_id, bool unread_only,
     const std::optional<std::pair<int64_t, std::string>>& before, int limit) {
-  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*kListInboxSql));
+  ASSIGN_OR_RETURN(Statement select, db.Prepare(*kListInboxSql));
   select.Bind(1, user_id).Bind(2, unread_only ? 1 : 0);
   if (before) {
     select.Bind(3, before->first).Bind(4, before->second);
@@ -276,10 +274,9 @@ absl::StatusOr<std::vector<v1::Notification>> NotificationStore::ListInbox(
 }
 
 absl::StatusOr<std::vector<std::pair<int64_t, v1::Notification>>>
-NotificationStore::ListArrivedAfter(SqliteConnection& db,
-                                    const std::string& user_id, int64_t after,
-                                    int limit) {
-  ASSIGN_OR_RETURN(SqliteStatement select, db.Prepare(*kListArrivedSql));
+NotificationStore::ListArrivedAfter(Connection& db, const std::string& user_id,
+                                    int64_t after, int limit) {
+  ASSIGN_OR_RETURN(Statement select, db.Prepare(*kListArrivedSql));
   select.Bind(1, user_id).Bind(2, after).Bind(3, limit);
   std::vector<std::pair<int64_t, v1::Notification>> rows;
   while (true) {
@@ -291,8 +288,8 @@ NotificationStore::ListArrivedAfter(SqliteConnection& db,
 }
 
 absl::StatusOr<int64_t> NotificationStore::LastArrival(
-    SqliteConnection& db, const std::string& user_id) {
-  ASSIGN_OR_RETURN(SqliteStatement select,
+    Connection& db, const std::string& user_id) {
+  ASSIGN_OR_RETURN(Statement select,
                    db.Prepare("SELECT COALESCE(MAX(rowid), 0) FROM inbox "
                               "INDEXED BY inbox_arrival WHERE user_id = ?"));
   select.Bind(1, user_id);
@@ -301,16 +298,16 @@ absl::StatusOr<int64_t> NotificationStore::LastArrival(
 }
 
 absl::StatusOr<int64_t> NotificationStore::MarkRead(
-    SqliteConnection& db, const std::string& user_id,
+    Connection& db, const std::string& user_id,
     const std::vector<std::string>& alert_ids) {
   if (alert_ids.empty()) {
-    ASSIGN_OR_RETURN(SqliteStatement all,
+    ASSIGN_OR_RETURN(Statement all,
                      db.Prepare("UPDATE inbox SET read = 1 WHERE user_id = ? "
                                 "AND read = 0"));
     RETURN_IF_ERROR(all.Bind(1, user_id).Run());
     return db.Changes();
   }
-  ASSIGN_OR_RETURN(SqliteStatement one,
+  ASSIGN_OR_RETURN(Statement one,
                    db.Prepare("UPDATE inbox SET read = 1 WHERE user_id = ? "
                               "AND alert_id = ? AND read = 0"));
   int64_t marked = 0;
@@ -323,9 +320,9 @@ absl::StatusOr<int64_t> NotificationStore::MarkRead(
 }
 
 absl::StatusOr<absl::flat_hash_set<int>> NotificationStore::MutedCategories(
-    SqliteConnection& db, const std::string& user_id) {
+    Connection& db, const std::string& user_id) {
   ASSIGN_OR_RETURN(
-      SqliteStatement select,
+      Statement select,
       db.Prepare("SELECT category FROM muted_categories WHERE user_id = ?"));
   select.Bind(1, user_id);
   absl::flat_hash_set<int> muted;
@@ -337,13 +334,13 @@ absl::StatusOr<absl::flat_hash_set<int>> NotificationStore::MutedCategories(
 }
 
 absl::Status NotificationStore::SetMutedCategories(
-    SqliteConnection& db, const std::string& user_id,
+    Connection& db, const std::string& user_id,
     const std::vector<int>& categories) {
   ASSIGN_OR_RETURN(
-      SqliteStatement clear,
+      Statement clear,
       db.Prepare("DELETE FROM muted_categories WHERE user_id = ?"));
   RETURN_IF_ERROR(clear.Bind(1, user_id).Run());
-  ASSIGN_OR_RETURN(SqliteStatement insert,
+  ASSIGN_OR_RETURN(Statement insert,
                    db.Prepare("INSERT OR IGNORE INTO muted_categories("
                               "user_id, category) VALUES (?, ?)"));
   for (int category : categories) {

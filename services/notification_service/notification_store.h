@@ -11,7 +11,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "common/sqlite.h"
+#include "common/database.h"
 #include "custos/notifications/v1/notifications_service.pb.h"
 
 namespace custos::notifications {
@@ -28,58 +28,57 @@ class NotificationStore {
   // `users/{user}` for a user id; a queue's name as it is.
   static std::string InboxName(const std::string& inbox);
 
-  static absl::StatusOr<std::unique_ptr<SqliteDatabase>> Open(
-      const std::string& path);
+  // Opens `database` (sqlite:PATH or postgresql://...) and applies the
+  // schema migrations.
+  static absl::StatusOr<std::unique_ptr<Database>> Open(
+      const std::string& database);
 
-  static absl::Status InsertAlert(SqliteConnection& db,
-                                  const std::string& alert_id,
+  static absl::Status InsertAlert(Connection& db, const std::string& alert_id,
                                   const v1::Alert& alert, absl::Time now);
   // With its fan-out progress.
   static absl::StatusOr<std::optional<v1::Alert>> FindAlert(
-      SqliteConnection& db, const std::string& alert_id);
+      Connection& db, const std::string& alert_id);
 
   // Broadcast fan-outs (R11): a cursor over CustomerManagementService's
   // recipient pages, advanced in the transaction that fills that page's
   // inboxes, so a crash resumes where the last commit stopped.
-  static absl::Status StartFanout(SqliteConnection& db,
-                                  const std::string& alert_id);
+  static absl::Status StartFanout(Connection& db, const std::string& alert_id);
   // (alert id, page token) of every unfinished fan-out.
   static absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
-  PendingFanouts(SqliteConnection& db);
+  PendingFanouts(Connection& db);
   // Records a delivered page; an empty `next_token` finishes the fan-out.
-  static absl::Status AdvanceFanout(SqliteConnection& db,
-                                    const std::string& alert_id,
+  static absl::Status AdvanceFanout(Connection& db, const std::string& alert_id,
                                     const std::string& next_token,
                                     int64_t delivered);
 
   // Adds the alert to each user's inbox (once; repeats are ignored).
   // Returns how many inboxes gained it.
-  static absl::StatusOr<int64_t> Deliver(SqliteConnection& db,
+  static absl::StatusOr<int64_t> Deliver(Connection& db,
                                          const std::string& alert_id,
                                          const std::vector<std::string>& users,
                                          absl::Time now);
 
   // Newest first, before (create time, alert id) when given.
   static absl::StatusOr<std::vector<v1::Notification>> ListInbox(
-      SqliteConnection& db, const std::string& user_id, bool unread_only,
+      Connection& db, const std::string& user_id, bool unread_only,
       const std::optional<std::pair<int64_t, std::string>>& before, int limit);
   // In arrival order, after position `after` (0: from the start), with
   // their positions.
   static absl::StatusOr<std::vector<std::pair<int64_t, v1::Notification>>>
-  ListArrivedAfter(SqliteConnection& db, const std::string& user_id,
-                   int64_t after, int limit);
+  ListArrivedAfter(Connection& db, const std::string& user_id, int64_t after,
+                   int limit);
   // Position of the newest notification of the inbox (0 when empty).
-  static absl::StatusOr<int64_t> LastArrival(SqliteConnection& db,
+  static absl::StatusOr<int64_t> LastArrival(Connection& db,
                                              const std::string& user_id);
   // Returns how many changed from unread to read; every one when
   // `alert_ids` is empty.
   static absl::StatusOr<int64_t> MarkRead(
-      SqliteConnection& db, const std::string& user_id,
+      Connection& db, const std::string& user_id,
       const std::vector<std::string>& alert_ids);
 
   static absl::StatusOr<absl::flat_hash_set<int>> MutedCategories(
-      SqliteConnection& db, const std::string& user_id);
-  static absl::Status SetMutedCategories(SqliteConnection& db,
+      Connection& db, const std::string& user_id);
+  static absl::Status SetMutedCategories(Connection& db,
                                          const std::string& user_id,
                                          const std::vector<int>& categories);
 };

@@ -123,7 +123,7 @@ void WebhookDispatcher::Loop() {
     // Nothing due: sleep until the next one is, a wake, or the poll.
     absl::Duration wait = options_.poll_interval;
     std::optional<absl::Time> next;
-    absl::Status read = db_->Read([&](SqliteConnection& db) -> absl::Status {
+    absl::Status read = db_->Read([&](Connection& db) -> absl::Status {
       ASSIGN_OR_RETURN(next, WebhookStore::NextDue(db));
       return absl::OkStatus();
     });
@@ -143,7 +143,7 @@ absl::StatusOr<bool> WebhookDispatcher::AttemptOne() {
   std::string body;
   // The lease covers the attempt and its retries inside libcurl.
   const absl::Duration lease = options_.timeout * 2 + absl::Seconds(1);
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(due, WebhookStore::ClaimDue(db, clock_->Now(), lease));
     if (!due) return absl::OkStatus();
     ASSIGN_OR_RETURN(auto alert,
@@ -170,7 +170,7 @@ absl::StatusOr<bool> WebhookDispatcher::AttemptOne() {
   if (!posted.ok() && failures < options_.max_attempts) {
     retry_at = clock_->Now() + Backoff(failures);
   }
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     if (posted.ok()) {
       return WebhookStore::RecordDelivered(db, due->key, clock_->Now());
     }

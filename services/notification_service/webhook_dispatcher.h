@@ -14,7 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
-#include "common/sqlite.h"
+#include "common/database.h"
 
 namespace custos::notifications {
 
@@ -47,7 +47,7 @@ class WebhookDispatcher {
  public:
   // REQUIRES: `db` and `clock` outlive the dispatcher; libcurl is
   // initialized (curl_global_init) before Start().
-  WebhookDispatcher(SqliteDatabase* db, const Clock* clock,
+  WebhookDispatcher(Database* db, const Clock* clock,
                     WebhookDispatcherOptions options)
       : db_(db), clock_(clock), options_(options) {}
   ~WebhookDispatcher() { Stop(); }
@@ -69,7 +69,7 @@ class WebhookDispatcher {
   void Loop();
   absl::Duration Backoff(int64_t failures);
 
-  SqliteDatabase* const db_;
+  Database* const db_;
   const Clock* const clock_;
   const WebhookDispatcherOptions options_;
   std::atomic<int64_t> delivered_{0};

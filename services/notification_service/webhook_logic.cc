@@ -120,7 +120,7 @@ absl::StatusOr<v1::WebhookEndpoint> WebhookLogic::CreateWebhookEndpoint(
                              ? ids_->NewId()
                              : request.webhook_endpoint_id();
   v1::WebhookEndpoint result;
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     const std::string name = absl::StrCat(owner, "/webhookEndpoints/", id);
     ASSIGN_OR_RETURN(auto existing, WebhookStore::FindEndpoint(db, owner, id));
     if (existing) {
@@ -149,7 +149,7 @@ WebhookLogic::ListWebhookEndpoints(
   ASSIGN_OR_RETURN(std::string owner, ParseOwner(request.parent(), "parent"));
   ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size()));
   v1::ListWebhookEndpointsResponse response;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(
         std::string next,
         ListPage<v1::WebhookEndpoint>(
@@ -170,7 +170,7 @@ absl::StatusOr<google::protobuf::Empty> WebhookLogic::DeleteWebhookEndpoint(
     const CallContext& call, const v1::DeleteWebhookEndpointRequest& request) {
   RETURN_IF_ERROR(Authorize(call, "delete", request.name()));
   ASSIGN_OR_RETURN(auto endpoint, ParseEndpoint(request.name(), "name"));
-  RETURN_IF_ERROR(db_->Write([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(bool deleted, WebhookStore::DeleteEndpoint(
                                        db, endpoint.first, endpoint.second));
     if (!deleted) {
@@ -194,7 +194,7 @@ WebhookLogic::ListWebhookDeliveries(
   ASSIGN_OR_RETURN(std::optional<TimeKey> before,
                    DecodeTimeKeyPageToken(request.page_token(), query));
   std::vector<v1::WebhookDelivery> rows;
-  RETURN_IF_ERROR(db_->Read([&](SqliteConnection& db) -> absl::Status {
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(auto found, WebhookStore::FindEndpoint(db, endpoint.first,
                                                             endpoint.second));
     if (!found) {

@@ -4,8 +4,8 @@
 #include "absl/status/statusor.h"
 #include "common/call_context.h"
 #include "common/clock.h"
+#include "common/database.h"
 #include "common/ids.h"
-#include "common/sqlite.h"
 #include "custos/notifications/v1/notifications_service.pb.h"
 #include "google/protobuf/empty.pb.h"
 
@@ -18,7 +18,7 @@ namespace v1 = ::custos::notifications::v1;
 class WebhookLogic {
  public:
   // REQUIRES: all outlive this object.
-  WebhookLogic(SqliteDatabase* db, const Clock* clock, IdGenerator* ids)
+  WebhookLogic(Database* db, const Clock* clock, IdGenerator* ids)
       : db_(db), clock_(clock), ids_(ids) {}
 
   absl::StatusOr<v1::WebhookEndpoint> CreateWebhookEndpoint(
@@ -31,7 +31,7 @@ class WebhookLogic {
       const CallContext& call, const v1::ListWebhookDeliveriesRequest& request);
 
  private:
-  SqliteDatabase* const db_;
+  Database* const db_;
   const Clock* const clock_;
   IdGenerator* const ids_;
 };

@@ -11,12 +11,12 @@ using google::protobuf::util::TimeUtil;
 
 }  // namespace
 
-absl::Status WebhookStore::InsertEndpoint(SqliteConnection& db,
+absl::Status WebhookStore::InsertEndpoint(Connection& db,
                                           const std::string& owner,
                                           const std::string& id,
                                           const Endpoint& endpoint) {
   ASSIGN_OR_RETURN(
-      SqliteStatement insert,
+      Statement insert,
       db.Prepare("INSERT INTO webhook_endpoints(owner, id, url, secret, "
                  "create_micros) VALUES (?, ?, ?, ?, ?)"));
   return insert.Bind(1, owner)
@@ -28,9 +28,9 @@ absl::Status WebhookStore::InsertEndpoint(SqliteConnection& db,
 }
 
 absl::StatusOr<std::optional<WebhookStore::Endpoint>>
-WebhookStore::FindEndpoint(SqliteConnection& db, const std::string& owner,
+WebhookStore::FindEndpoint(Connection& db, const std::string& owner,
                            const std::string& id) {
-  ASSIGN_OR_RETURN(SqliteStatement select,
+  ASSIGN_OR_RETURN(Statement select,
                    db.Prepare("SELECT url, secret, create_micros FROM "
                               "webhook_endpoints WHERE owner = ? AND id = ?"));
   select.Bind(1, owner).Bind(2, id);
@@ -41,10 +41,10 @@ WebhookStore::FindEndpoint(SqliteConnection& db, const std::string& owner,
 }
 
 absl::StatusOr<std::vector<v1::WebhookEndpoint>> WebhookStore::ListEndpoints(
-    SqliteConnection& db, const std::string& owner, const std::string& after_id,
+    Connection& db, const std::string& owner, const std::string& after_id,
     int limit) {
   ASSIGN_OR_RETURN(
-      SqliteStatement select,
+      Statement select,
       db.Prepare("SELECT id, url, create_micros FROM webhook_endpoints WHERE "
                  "owner = ? AND id > ? ORDER BY id LIMIT ?"));
   select.Bind(1, owner).Bind(2, after_id).Bind(3, limit);
@@ -62,14 +62,14 @@ absl::StatusOr<std::vector<v1::WebhookEndpoint>> WebhookStore::ListEndpoints(
   }
 }
 
-absl::StatusOr<bool> WebhookStore::DeleteEndpoint(SqliteConnection& db,
+absl::StatusOr<bool> WebhookStore::DeleteEndpoint(Connection& db,
                                                   const std::string& owner,
                                                   const std::string& id) {
-  ASSIGN_OR_RETURN(SqliteStatement deliveries,
+  ASSIGN_OR_RETURN(Statement deliveries,
                    db.Prepare("DELETE FROM webhook_deliveries WHERE owner = ? "
                               "AND endpoint_id = ?"));
   RETURN_IF_ERROR(deliveries.Bind(1, owner).Bind(2, id).Run());
-  ASSIGN_OR_RETURN(SqliteStatement endpoint,
+  ASSIGN_OR_RETURN(Statement endpoint,
                    db.Prepare("DELETE FROM webhook_endpoints WHERE owner = ? "
                               "AND id = ?"));
   RETURN_IF_ERROR(endpoint.Bind(1, owner).Bind(2, id).Run());
@@ -77,10 +77,10 @@ absl::StatusOr<bool> WebhookStore::DeleteEndpoint(SqliteConnection& db,
 }
 
 absl::StatusOr<int64_t> WebhookStore::QueueAlert(
-    SqliteConnection& db, const std::string& alert_id,
+    Connection& db, const std::string& alert_id,
     const std::vector<std::string>& owners, bool all, absl::Time now) {
   ASSIGN_OR_RETURN(
-      SqliteStatement insert,
+      Statement insert,
       db.Prepare("INSERT OR IGNORE INTO webhook_deliveries(owner, "
                  "endpoint_id, alert_id, create_micros, next_attempt_micros) "
                  "SELECT owner, id, ?1, ?2, ?2 FROM webhook_endpoints WHERE "
@@ -105,9 +105,9 @@ absl::StatusOr<int64_t> WebhookStore::QueueAlert(
 }
 
 absl::StatusOr<std::optional<WebhookStore::DueDelivery>> WebhookStore::ClaimDue(
-    SqliteConnection& db, absl::Time now, absl::Duration lease) {
+    Connection& db, absl::Time now, absl::Duration lease) {
   ASSIGN_OR_RETURN(
-      SqliteStatement select,
+      Statement select,
       db.Prepare("SELECT d.owner, d.endpoint_id, d.alert_id, d.attempts, "
                  "e.url, e.secret FROM webhook_deliveries d JOIN "
                  "webhook_endpoints e ON e.owner = d.owner AND e.id = "
@@ -122,7 +122,7 @@ absl::StatusOr<std::optional<WebhookStore::DueDelivery>> WebhookStore::ClaimDue(
       select.ColumnText(4),
       select.ColumnText(5)};
   ASSIGN_OR_RETURN(
-      SqliteStatement lease_it,
+      Statement lease_it,
       db.Prepare("UPDATE webhook_deliveries SET next_attempt_micros = ? "
                  "WHERE owner = ? AND endpoint_id = ? AND alert_id = ?"));
   RETURN_IF_ERROR(lease_it.Bind(1, absl::ToUnixMicros(now + lease))
@@ -134,8 +134,8 @@ absl::StatusOr<std::optional<WebhookStore::DueDelivery>> WebhookStore::ClaimDue(
 }
 
 absl::StatusOr<std::optional<absl::Time>> WebhookStore::NextDue(
-    SqliteConnection& db) {
-  ASSIGN_OR_RETURN(SqliteStatement select,
+    Connection& db) {
+  ASSIGN_OR_RETURN(Statement select,
                    db.Prepare("SELECT MIN(next_attempt_micros) FROM "
                               "webhook_deliveries WHERE state = 1"));
   ASSIGN_OR_RETURN(bool row, select.Step());
@@ -143,11 +143,11 @@ absl::StatusOr<std::optional<absl::Time>> WebhookStore::NextDue(
   return std::optional<absl::Time>(absl::FromUnixMicros(select.ColumnInt64(0)));
 }
 
-absl::Status WebhookStore::RecordDelivered(SqliteConnection& db,
+absl::Status WebhookStore::RecordDelivered(Connection& db,
                                            const DeliveryKey& key,
                                            absl::Time now) {
   ASSIGN_OR_RETURN(
-      SqliteStatement update,
+      Statement update,
       db.Prepare("UPDATE webhook_deliveries SET state = 2, attempts = "
                  "attempts + 1, deliver_micros = ? WHERE owner = ? AND "
                  "endpoint_id = ? AND alert_id = ?"));
@@ -158,12 +158,11 @@ absl::Status WebhookStore::RecordDelivered(SqliteConnection& db,
       .Run();
 }
 
-absl::Status WebhookStore::RecordFailure(SqliteConnection& db,
-                                         const DeliveryKey& key,
+absl::Status WebhookStore::RecordFailure(Connection& db, const DeliveryKey& key,
                                          const std::string& error,
                                          std::optional<absl::Time> retry_at) {
   ASSIGN_OR_RETURN(
-      SqliteStatement update,
+      Statement update,
       db.Prepare("UPDATE webhook_deliveries SET state = ?1, attempts = "
                  "attempts + 1, last_error = ?2, next_attempt_micros = "
                  "COALESCE(?3, next_attempt_micros) WHERE owner = ?4 AND "
@@ -181,11 +180,11 @@ absl::Status WebhookStore::RecordFailure(SqliteConnection& db,
 }
 
 absl::StatusOr<std::vector<v1::WebhookDelivery>> WebhookStore::ListDeliveries(
-    SqliteConnection& db, const std::string& owner,
-    const std::string& endpoint_id, const std::string& endpoint_name,
+    Connection& db, const std::string& owner, const std::string& endpoint_id,
+    const std::string& endpoint_name,
     const std::optional<std::pair<int64_t, std::string>>& before, int limit) {
   ASSIGN_OR_RETURN(
-      SqliteStatement select,
+      Statement select,
       db.Prepare("SELECT alert_id, state, attempts, last_error, "
                  "create_micros, next_attempt_micros, deliver_micros FROM "
                  "webhook_deliveries WHERE owner = ?1 AND endpoint_id = ?2 "

@@ -9,7 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "common/sqlite.h"
+#include "common/database.h"
 #include "custos/notifications/v1/notifications_service.pb.h"
 
 namespace custos::notifications {
@@ -40,48 +40,45 @@ class WebhookStore {
     std::string secret;
   };
 
-  static absl::Status InsertEndpoint(SqliteConnection& db,
-                                     const std::string& owner,
+  static absl::Status InsertEndpoint(Connection& db, const std::string& owner,
                                      const std::string& id,
                                      const Endpoint& endpoint);
   static absl::StatusOr<std::optional<Endpoint>> FindEndpoint(
-      SqliteConnection& db, const std::string& owner, const std::string& id);
+      Connection& db, const std::string& owner, const std::string& id);
   // Ordered by id, after `after_id`; without their secrets.
   static absl::StatusOr<std::vector<v1::WebhookEndpoint>> ListEndpoints(
-      SqliteConnection& db, const std::string& owner,
-      const std::string& after_id, int limit);
+      Connection& db, const std::string& owner, const std::string& after_id,
+      int limit);
   // Removes the endpoint and its deliveries; false when it did not exist.
-  static absl::StatusOr<bool> DeleteEndpoint(SqliteConnection& db,
+  static absl::StatusOr<bool> DeleteEndpoint(Connection& db,
                                              const std::string& owner,
                                              const std::string& id);
 
   // Queues the alert for every endpoint of the owners (or of everyone when
   // `owners` is empty and `all` is set). Returns how many were queued.
   static absl::StatusOr<int64_t> QueueAlert(
-      SqliteConnection& db, const std::string& alert_id,
+      Connection& db, const std::string& alert_id,
       const std::vector<std::string>& owners, bool all, absl::Time now);
 
   // The most overdue pending delivery, leased until now + `lease` so that
   // no other attempt takes it meanwhile (a crash mid-attempt retries it
   // after the lease).
   static absl::StatusOr<std::optional<DueDelivery>> ClaimDue(
-      SqliteConnection& db, absl::Time now, absl::Duration lease);
+      Connection& db, absl::Time now, absl::Duration lease);
   // When the next pending delivery is due (nullopt: none pending).
-  static absl::StatusOr<std::optional<absl::Time>> NextDue(
-      SqliteConnection& db);
-  static absl::Status RecordDelivered(SqliteConnection& db,
-                                      const DeliveryKey& key, absl::Time now);
+  static absl::StatusOr<std::optional<absl::Time>> NextDue(Connection& db);
+  static absl::Status RecordDelivered(Connection& db, const DeliveryKey& key,
+                                      absl::Time now);
   // A failed attempt: retried at `retry_at`, or dead when it is nullopt.
-  static absl::Status RecordFailure(SqliteConnection& db,
-                                    const DeliveryKey& key,
+  static absl::Status RecordFailure(Connection& db, const DeliveryKey& key,
                                     const std::string& error,
                                     std::optional<absl::Time> retry_at);
 
   // Newest first, before (create time, alert id) when given; names are
   // under `endpoint_name`.
   static absl::StatusOr<std::vector<v1::WebhookDelivery>> ListDeliveries(
-      SqliteConnection& db, const std::string& owner,
-      const std::string& endpoint_id, const std::string& endpoint_name,
+      Connection& db, const std::string& owner, const std::string& endpoint_id,
+      const std::string& endpoint_name,
       const std::optional<std::pair<int64_t, std::string>>& before, int limit);
 };
 

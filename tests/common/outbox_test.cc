@@ -6,8 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "common/sqlite.h"
+#include "common/database.h"
 #include "custos/common/v1/audit.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -57,10 +58,9 @@ class OutboxTest : public ::testing::Test {
     Open();
   }
   void Open() {
-    SqliteOptions options;
-    options.path = path_;
-    auto db = SqliteDatabase::Open(
-        options, {{1, kOutboxSchema}, {2, kOutboxByDestinationSchema}});
+    auto db =
+        OpenDatabase(absl::StrCat("sqlite:", path_),
+                     {{1, kOutboxSchema}, {2, kOutboxByDestinationSchema}});
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = *std::move(db);
   }
@@ -73,7 +73,7 @@ class OutboxTest : public ::testing::Test {
   }
   absl::Status Enqueue(std::vector<std::string> ids, bool commit = true,
                        const std::string& destination = "peer") {
-    return db_->Write([&](SqliteConnection& db) -> absl::Status {
+    return db_->Write([&](Connection& db) -> absl::Status {
       for (const std::string& id : ids) {
         custos::common::v1::AuditEvent event;
         event.set_request_id(id);
@@ -86,7 +86,7 @@ class OutboxTest : public ::testing::Test {
   }
   int64_t NextAttemptMicros() {
     int64_t next = 0;
-    EXPECT_TRUE(db_->Read([&](SqliteConnection& db) -> absl::Status {
+    EXPECT_TRUE(db_->Read([&](Connection& db) -> absl::Status {
                      auto select = db.Prepare(
                          "SELECT next_attempt_micros FROM outbox LIMIT 1");
                      if (!select.ok()) return select.status();
@@ -99,7 +99,7 @@ class OutboxTest : public ::testing::Test {
   }
 
   std::string path_;
-  std::unique_ptr<SqliteDatabase> db_;
+  std::unique_ptr<Database> db_;
   TestClock clock_;
   Peer peer_;
 };

@@ -1,0 +1,46 @@
+#include "common/database.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/postgres.h"
+#include "common/sqlite.h"
+#include "common/status_macros.h"
+
+namespace custos {
+
+absl::Status Statement::Run() {
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, Step());
+    if (!row) return absl::OkStatus();
+  }
+}
+
+bool IsPostgresSpec(absl::string_view spec) {
+  return absl::StartsWith(spec, "postgresql://") ||
+         absl::StartsWith(spec, "postgres://");
+}
+
+absl::StatusOr<std::unique_ptr<Database>> OpenDatabase(
+    const std::string& spec, const std::vector<Migration>& migrations) {
+  if (IsPostgresSpec(spec)) {
+    PostgresOptions options;
+    options.url = spec;
+    ASSIGN_OR_RETURN(std::unique_ptr<PostgresDatabase> database,
+                     PostgresDatabase::Open(options, migrations));
+    return std::unique_ptr<Database>(std::move(database));
+  }
+  absl::string_view path = spec;
+  if (!absl::ConsumePrefix(&path, "sqlite:") || path.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("database must be sqlite:PATH or postgresql://..., got \"",
+                     spec, "\""));
+  }
+  SqliteOptions options;
+  options.path = std::string(path);
+  ASSIGN_OR_RETURN(std::unique_ptr<SqliteDatabase> database,
+                   SqliteDatabase::Open(options, migrations));
+  return std::unique_ptr<Database>(std::move(database));
+}
+
+}  // namespace custos

@@ -1,0 +1,152 @@
+#ifndef CUSTOS_COMMON_DATABASE_H_
+#define CUSTOS_COMMON_DATABASE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace custos {
+
+// The stores' view of a SQL database, whichever backend serves it
+// (`--database=sqlite:PATH` or `--database=postgresql://...`). SQL is
+// written once, in the subset both SQLite and PostgreSQL read the same way:
+// parameters `?` or `?N`, `ON CONFLICT ... DO NOTHING/UPDATE`, `RETURNING`,
+// no rowid.
+
+// A prepared statement of one connection: bind, Step through the rows, read
+// columns. Not thread-safe; lives within one transaction.
+class Statement {
+ public:
+  // What each backend implements.
+  class Backend {
+   public:
+    virtual ~Backend() = default;
+    virtual void Bind(int index, absl::string_view value) = 0;
+    virtual void Bind(int index, int64_t value) = 0;
+    virtual void BindBlob(int index, absl::string_view bytes) = 0;
+    virtual void BindNull(int index) = 0;
+    virtual absl::StatusOr<bool> Step() = 0;
+    virtual void Reset() = 0;
+    virtual std::string ColumnText(int index) const = 0;
+    virtual int64_t ColumnInt64(int index) const = 0;
+    virtual bool ColumnIsNull(int index) const = 0;
+  };
+
+  explicit Statement(std::unique_ptr<Backend> backend)
+      : backend_(std::move(backend)) {}
+
+  // Parameters are 1-based. Binding errors surface on Step.
+  Statement& Bind(int index, absl::string_view value) {
+    backend_->Bind(index, value);
+    return *this;
+  }
+  Statement& Bind(int index, const char* value) {
+    return Bind(index, absl::string_view(value));
+  }
+  Statement& Bind(int index, int64_t value) {
+    backend_->Bind(index, value);
+    return *this;
+  }
+  Statement& Bind(int index, int value) {
+    return Bind(index, static_cast<int64_t>(value));
+  }
+  Statement& BindBlob(int index, absl::string_view bytes) {
+    backend_->BindBlob(index, bytes);
+    return *this;
+  }
+  Statement& BindNull(int index) {
+    backend_->BindNull(index);
+    return *this;
+  }
+  // Binds NULL when `value` is empty.
+  Statement& BindOptional(int index, absl::string_view value) {
+    return value.empty() ? BindNull(index) : Bind(index, value);
+  }
+
+  // true: a row is available; false: done. Errors: ALREADY_EXISTS for
+  // unique/primary-key violations, FAILED_PRECONDITION for other constraint
+  // violations, UNAVAILABLE when the database is busy or unreachable,
+  // ABORTED when a concurrent transaction won (the database retries the
+  // transaction), INTERNAL otherwise.
+  absl::StatusOr<bool> Step() { return backend_->Step(); }
+  // Steps to completion, ignoring rows.
+  absl::Status Run();
+  // Rewinds the statement and clears its bindings, to run it again.
+  void Reset() { backend_->Reset(); }
+
+  // Columns are 0-based. NULL reads as "" / 0; a boolean as 1 / 0.
+  // ColumnText also returns a BLOB's bytes.
+  std::string ColumnText(int index) const {
+    return backend_->ColumnText(index);
+  }
+  int64_t ColumnInt64(int index) const { return backend_->ColumnInt64(index); }
+  bool ColumnIsNull(int index) const { return backend_->ColumnIsNull(index); }
+
+ private:
+  std::unique_ptr<Backend> backend_;
+};
+
+// One connection, used by one transaction at a time. Not thread-safe.
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  // Prepares `sql`, or reuses the statement prepared from the same text.
+  // REQUIRES: `sql` outlives the connection's use of it (string literals or
+  // strings built once).
+  virtual absl::StatusOr<Statement> Prepare(absl::string_view sql) = 0;
+  // Runs one or more statements without parameters or results.
+  virtual absl::Status Exec(const std::string& sql) = 0;
+  // Rows changed by the last statement.
+  virtual int Changes() const = 0;
+};
+
+// A schema change, written in SQLite's spelling; PostgreSQL gets it with
+// BIGINT for INTEGER, BYTEA for BLOB and identity columns for AUTOINCREMENT
+// (PostgresSchema), or `postgres_sql` where the two must differ.
+struct Migration {
+  Migration(int version, std::string sql, std::string postgres_sql = "")
+      : version(version),
+        sql(std::move(sql)),
+        postgres_sql(std::move(postgres_sql)) {}
+
+  int version;
+  std::string sql;
+  std::string postgres_sql;
+};
+
+// A service's database. Write transactions behave as if each ran alone
+// (SQLite: one writer; PostgreSQL: SERIALIZABLE, retried on conflicts), so
+// a read-then-write inside one Write is safe across replicas. A Write body
+// may therefore run more than once: it must only read and write through the
+// connection and reset what it fills.
+// Thread-safe.
+class Database {
+ public:
+  using Body = std::function<absl::Status(Connection&)>;
+  virtual ~Database() = default;
+  // Commits when `body` returns OK, rolls back otherwise and returns its
+  // status.
+  virtual absl::Status Write(const Body& body) = 0;
+  // One consistent snapshot.
+  virtual absl::Status Read(const Body& body) = 0;
+};
+
+// Opens `spec` — "sqlite:PATH" or "postgresql://..." (also "postgres://")
+// — and applies every migration above the stored version, exactly once even
+// when several replicas start at once. INVALID_ARGUMENT for any other spec.
+absl::StatusOr<std::unique_ptr<Database>> OpenDatabase(
+    const std::string& spec, const std::vector<Migration>& migrations);
+
+// Whether `spec` names a PostgreSQL database.
+bool IsPostgresSpec(absl::string_view spec);
+
+}  // namespace custos
+
+#endif  // CUSTOS_COMMON_DATABASE_H_
