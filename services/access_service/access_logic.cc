@@ -30,8 +30,8 @@ using google::protobuf::util::TimeUtil;
 
 constexpr size_t kMaxJustificationBytes = 1000;
 constexpr int kMaxBatchChecks = 100;
-constexpr char kSeq[] = "seq";
-constexpr char kPilots[] = "pilots";
+constexpr const char* kSeq = AccessStore::kWriteSequence;
+constexpr const char* kPilots = AccessStore::kPilotsCounter;
 
 const absl::flat_hash_set<std::string>& CustomerPermissions() {
   static const auto* permissions = new absl::flat_hash_set<std::string>{
@@ -168,15 +168,7 @@ AccessLogic::AccessLogic(Database* db, const Policy* policy,
       options_(options),
       notices_(notifications_outbox) {}
 
-absl::Status AccessLogic::Start() {
-  int64_t seq = 0;
-  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
-    ASSIGN_OR_RETURN(seq, AccessStore::Counter(db, kSeq));
-    return absl::OkStatus();
-  }));
-  engine_->WriteSequenceAdvanced(seq);
-  return absl::OkStatus();
-}
+absl::Status AccessLogic::Start() { return engine_->SyncWithStore(); }
 
 namespace {
 
@@ -186,6 +178,7 @@ template <typename Body>
 absl::Status WriteAndPublish(Database* database, PermissionEngine* engine,
                              Body body, Changes* changes) {
   RETURN_IF_ERROR(database->Write([&](Connection& db) -> absl::Status {
+    *changes = Changes();  // a retried transaction starts over
     RETURN_IF_ERROR(body(db));
     ASSIGN_OR_RETURN(changes->seq, AccessStore::BumpCounter(db, kSeq));
     return absl::OkStatus();
@@ -1315,12 +1308,16 @@ AccessLogic::NotifyCustomerChanged(
     return InvalidField("version", "must not be negative");
   }
   int64_t stored = 0;
+  int64_t seq = 0;
   RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(stored, AccessStore::RaiseCustomerVersion(
                                  db, ids[0], request.version()));
+    // Other replicas learn of it through the write sequence.
+    ASSIGN_OR_RETURN(seq, AccessStore::BumpCounter(db, kSeq));
     return absl::OkStatus();
   }));
   engine_->CustomerChanged(ids[0], stored);
+  engine_->WriteSequenceAdvanced(seq);
   return v1::NotifyCustomerChangedResponse();
 }
 

@@ -45,7 +45,7 @@ CREATE TABLE access_requests (
   id TEXT NOT NULL,
   requester TEXT NOT NULL,
   requested_role INTEGER NOT NULL,
-  current_role INTEGER NOT NULL,
+  "current_role" INTEGER NOT NULL,
   justification TEXT NOT NULL,
   state INTEGER NOT NULL,
   approver INTEGER NOT NULL,
@@ -147,7 +147,7 @@ v1::AccessRequest ReadRequest(const Statement& row) {
 }
 
 constexpr char kRequestSelect[] =
-    "SELECT site_id, id, requester, requested_role, current_role, "
+    "SELECT site_id, id, requester, requested_role, \"current_role\", "
     "justification, state, approver, decided_by, decision_reason, "
     "create_micros, decide_micros, expire_micros FROM access_requests ";
 
@@ -287,7 +287,7 @@ absl::Status AccessStore::UpsertMember(Connection& db,
       db.Prepare("INSERT INTO site_members(site_id, user_id, role, version, "
                  "create_micros, update_micros) VALUES (?1, ?2, ?3, 1, ?4, ?4) "
                  "ON CONFLICT(site_id, user_id) DO UPDATE SET role = ?3, "
-                 "version = version + 1, update_micros = ?4"));
+                 "version = site_members.version + 1, update_micros = ?4"));
   return upsert.Bind(1, site_id)
       .Bind(2, user_id)
       .Bind(3, static_cast<int64_t>(role))
@@ -331,7 +331,7 @@ absl::Status AccessStore::InsertRequest(Connection& db,
   ASSIGN_OR_RETURN(
       Statement insert,
       db.Prepare("INSERT INTO access_requests(site_id, id, requester, "
-                 "requested_role, current_role, justification, state, "
+                 "requested_role, \"current_role\", justification, state, "
                  "approver, create_micros, expire_micros) VALUES (?, ?, ?, ?, "
                  "?, ?, ?, ?, ?, ?)"));
   return insert.Bind(1, site_id)
@@ -373,9 +373,10 @@ absl::StatusOr<std::vector<v1::AccessRequest>> AccessStore::ListRequests(
   // every filter combination.
   static const std::string* sql = new std::string(absl::StrCat(
       kRequestSelect,
-      "WHERE (?1 IS NULL OR site_id = ?1) AND (?2 IS NULL OR requester = ?2) "
-      "AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR approver = ?4) "
-      "AND (?5 IS NULL OR (create_micros, site_id || '/' || id) < (?5, ?6)) "
+      "WHERE (CAST(?1 AS TEXT) IS NULL OR site_id = ?1) AND (CAST(?2 AS TEXT) "
+      "IS NULL OR requester = ?2) AND (CAST(?3 AS BIGINT) IS NULL OR state = "
+      "?3) AND (CAST(?4 AS BIGINT) IS NULL OR approver = ?4) AND (CAST(?5 AS "
+      "BIGINT) IS NULL OR (create_micros, site_id || '/' || id) < (?5, ?6)) "
       "ORDER BY create_micros DESC, site_id || '/' || id DESC LIMIT ?7"));
   ASSIGN_OR_RETURN(Statement select, db.Prepare(*sql));
   select.BindOptional(1, filter.site_id).BindOptional(2, filter.requester);
@@ -466,9 +467,10 @@ absl::StatusOr<std::vector<v1::Pilot>> LoadPilots(Connection& db,
                                                   const std::string& pilot_id) {
   ASSIGN_OR_RETURN(
       Statement select,
-      db.Prepare("SELECT id, display_name, permissions, stage, create_micros, "
-                 "update_micros FROM pilots WHERE ?1 IS NULL OR id = ?1 "
-                 "ORDER BY id"));
+      db.Prepare(
+          "SELECT id, display_name, permissions, stage, create_micros, "
+          "update_micros FROM pilots WHERE CAST(?1 AS TEXT) IS NULL OR id = ?1 "
+          "ORDER BY id"));
   select.BindOptional(1, pilot_id);
   ASSIGN_OR_RETURN(
       std::vector<v1::Pilot> pilots,
@@ -534,9 +536,11 @@ absl::Status AccessStore::UpdatePilot(Connection& db,
 absl::StatusOr<bool> AccessStore::AddParticipant(
     Connection& db, const std::string& pilot_id,
     const std::string& participant) {
-  ASSIGN_OR_RETURN(Statement insert,
-                   db.Prepare("INSERT OR IGNORE INTO pilot_participants("
-                              "pilot_id, participant) VALUES (?, ?)"));
+  ASSIGN_OR_RETURN(
+      Statement insert,
+      db.Prepare("INSERT INTO pilot_participants(pilot_id, "
+                 "participant) VALUES (?, ?) ON CONFLICT(pilot_id, "
+                 "participant) DO NOTHING"));
   RETURN_IF_ERROR(insert.Bind(1, pilot_id).Bind(2, participant).Run());
   return db.Changes() > 0;
 }
@@ -564,9 +568,10 @@ absl::StatusOr<int64_t> AccessStore::BumpCounter(Connection& db,
                                                  absl::string_view name) {
   ASSIGN_OR_RETURN(
       Statement upsert,
-      db.Prepare("INSERT INTO counters(name, value) VALUES (?, 1) ON "
-                 "CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING "
-                 "value"));
+      db.Prepare(
+          "INSERT INTO counters(name, value) VALUES (?, 1) ON "
+          "CONFLICT(name) DO UPDATE SET value = counters.value + 1 RETURNING "
+          "value"));
   upsert.Bind(1, name);
   ASSIGN_OR_RETURN(bool row, upsert.Step());
   if (!row) return absl::InternalError("counter upsert returned no row");
@@ -592,7 +597,9 @@ absl::StatusOr<int64_t> AccessStore::RaiseCustomerVersion(
       Statement upsert,
       db.Prepare("INSERT INTO customer_versions(customer_id, version) VALUES "
                  "(?1, ?2) ON CONFLICT(customer_id) DO UPDATE SET version = "
-                 "MAX(version, ?2) RETURNING version"));
+                 "CASE WHEN excluded.version > customer_versions.version THEN "
+                 "excluded.version ELSE customer_versions.version END "
+                 "RETURNING version"));
   upsert.Bind(1, customer_id).Bind(2, version);
   ASSIGN_OR_RETURN(bool row, upsert.Step());
   if (!row) return absl::InternalError("version upsert returned no row");

@@ -119,7 +119,12 @@ class AccessStore {
                                                 const std::string& pilot_id,
                                                 const std::string& participant);
 
-  // Counters (`pilots`, `seq`). Bump returns the new value.
+  // Counters. Bump returns the new value.
+  // The pilots' version (sites/{sid} answers depend on it).
+  static constexpr char kPilotsCounter[] = "pilots";
+  // Numbers every write that can change an answer, in commit order: the
+  // consistency token, and how replicas learn of each other's writes.
+  static constexpr char kWriteSequence[] = "seq";
   static absl::StatusOr<int64_t> Counter(Connection& db,
                                          absl::string_view name);
   static absl::StatusOr<int64_t> BumpCounter(Connection& db,

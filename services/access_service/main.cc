@@ -2,10 +2,8 @@
 // pilots, and permission checks cached in Redis (DESIGN §1, R1, R5-R9).
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/flags/flag.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/auth.h"
 #include "common/executor.h"
@@ -14,6 +12,7 @@
 #include "common/json_log.h"
 #include "common/metrics.h"
 #include "common/peer_delivery.h"
+#include "common/periodic.h"
 #include "common/redis_client.h"
 #include "common/server.h"
 #include "common/service_flags.h"
@@ -50,6 +49,10 @@ ABSL_FLAG(absl::Duration, access_request_ttl, absl::Hours(24 * 30),
           "pending access requests expire after this long (R6)");
 ABSL_FLAG(absl::Duration, expiry_sweep_interval, absl::Minutes(1),
           "how often expired access requests are marked EXPIRED");
+ABSL_FLAG(absl::Duration, version_sync_interval, absl::Seconds(1),
+          "how often the write sequence is read, so that writes through "
+          "other replicas reach this one's answers (the bound on staleness "
+          "for checks without a consistency token)");
 
 using custos::Die;
 
@@ -108,18 +111,26 @@ int main(int argc, char** argv) {
   }
 
   // R6: expired requests are written down periodically (reads already
-  // treat them as expired).
-  absl::Notification stop_sweeper;
-  std::thread sweeper([&] {
-    const absl::Duration every = absl::GetFlag(FLAGS_expiry_sweep_interval);
-    while (!stop_sweeper.WaitForNotificationWithTimeout(every)) {
-      absl::StatusOr<int> expired = logic.ExpireRequests();
-      if (!expired.ok()) {
-        custos::Log("warning", "expiring access requests failed",
-                    {{"error", expired.status().ToString()}});
-      }
-    }
-  });
+  // treat them as expired). Every replica sweeps: the sweep is one
+  // transaction, so a request expires, and its requester is told, once.
+  auto sweeper = std::make_unique<custos::Periodic>(
+      absl::GetFlag(FLAGS_expiry_sweep_interval), [&logic] {
+        absl::StatusOr<int> expired = logic.ExpireRequests();
+        if (!expired.ok()) {
+          custos::Log("warning", "expiring access requests failed",
+                      {{"error", expired.status().ToString()}});
+        }
+      });
+  // Writes made through other replicas reach this one's answers within
+  // the interval (a consistency token makes it wait for no interval).
+  auto version_sync = std::make_unique<custos::Periodic>(
+      absl::GetFlag(FLAGS_version_sync_interval), [&engine] {
+        absl::Status synced = engine.SyncWithStore();
+        if (!synced.ok()) {
+          custos::Log("warning", "reading the write sequence failed",
+                      {{"error", synced.ToString()}});
+        }
+      });
 
   custos::Metrics::Default().AddCollector(
       [&engine, &redis](custos::MetricsText& out) {
@@ -156,8 +167,8 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_listen), {"custos.access.v1.AccessService"});
   absl::Status status = custos::ServeUntilTerminated(options, {&service});
   executor.Shutdown();
-  stop_sweeper.Notify();
-  sweeper.join();
+  sweeper.reset();
+  version_sync.reset();
   if (notifications_outbox) notifications_outbox->Stop();
   if (!status.ok()) Die(status.ToString());
   custos::FlushLogs();

@@ -90,10 +90,10 @@ PermissionEngine::PermissionEngine(Database* db, const Policy* policy,
 absl::StatusOr<PermissionEngine::Answer> PermissionEngine::Resolve(
     const Subject& subject, const Resource& resource,
     const Freshness& freshness) {
-  // A token from a write this process has not seen (another replica's):
-  // nothing cached can be trusted to include it.
+  // A token from a write this process has not applied even after reading
+  // the store's sequence: nothing cached can be trusted to include it.
   const bool fully_consistent =
-      freshness.fully_consistent || freshness.at_least_seq > write_sequence();
+      freshness.fully_consistent || AheadOfStore(freshness.at_least_seq);
   const std::string key = CacheKey(subject, resource);
   if (fully_consistent) {
     ASSIGN_OR_RETURN(Answer answer, Compute(subject, resource));
@@ -137,7 +137,8 @@ absl::StatusOr<PermissionEngine::Answer> PermissionEngine::Resolve(
 PermissionEngine::Answer PermissionEngine::ResolveFromMemory(
     const Subject& subject, const Resource& resource,
     const Freshness& freshness) {
-  if (freshness.fully_consistent || freshness.at_least_seq > write_sequence()) {
+  if (freshness.fully_consistent ||
+      freshness.at_least_seq > applied_sequence()) {
     return nullptr;
   }
   std::optional<std::string> versions = KnownVersions(resource);
@@ -214,21 +215,30 @@ absl::StatusOr<std::string> PermissionEngine::CurrentVersions(
     return *known;
   }
   // Not known yet in this process: load, and keep the larger (a write may
-  // have raised it meanwhile).
-  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
-    if (resource.kind == Resource::Kind::kSite) {
-      ASSIGN_OR_RETURN(int64_t site, AccessStore::SiteVersion(db, resource.id));
-      ASSIGN_OR_RETURN(int64_t pilots, AccessStore::Counter(db, "pilots"));
-      RaiseSite(resource.id, site);
-      RaisePilots(pilots);
-    } else {
-      ASSIGN_OR_RETURN(int64_t customer,
-                       AccessStore::CustomerVersion(db, resource.id));
-      RaiseCustomer(resource.id, customer);
+  // have raised it meanwhile). Loaded again if the versions were forgotten
+  // while loading.
+  while (true) {
+    const int64_t loaded_in = generation();
+    std::string loaded;
+    RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
+      if (resource.kind == Resource::Kind::kSite) {
+        ASSIGN_OR_RETURN(int64_t site,
+                         AccessStore::SiteVersion(db, resource.id));
+        ASSIGN_OR_RETURN(int64_t pilots,
+                         AccessStore::Counter(db, AccessStore::kPilotsCounter));
+        RaiseSite(resource.id, site, loaded_in);
+        RaisePilots(pilots, loaded_in);
+      } else {
+        ASSIGN_OR_RETURN(int64_t customer,
+                         AccessStore::CustomerVersion(db, resource.id));
+        RaiseCustomer(resource.id, customer, loaded_in);
+      }
+      return absl::OkStatus();
+    }));
+    if (std::optional<std::string> known = KnownVersions(resource)) {
+      return *known;
     }
-    return absl::OkStatus();
-  }));
-  return *KnownVersions(resource);
+  }
 }
 
 absl::StatusOr<PermissionEngine::Answer> PermissionEngine::Compute(
@@ -251,18 +261,20 @@ absl::StatusOr<v1::ResolvePermissionsResponse> PermissionEngine::ComputeSite(
   int64_t pilots_version = 0;
   std::optional<v1::SiteMember> member;
   std::vector<v1::Pilot> pilots;
+  const int64_t loaded_in = generation();
   // One snapshot: the versions tag exactly the facts read with them.
   RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(site_version, AccessStore::SiteVersion(db, site_id));
-    ASSIGN_OR_RETURN(pilots_version, AccessStore::Counter(db, "pilots"));
+    ASSIGN_OR_RETURN(pilots_version,
+                     AccessStore::Counter(db, AccessStore::kPilotsCounter));
     if (site_version == 0) return absl::OkStatus();  // no such site
     ASSIGN_OR_RETURN(member,
                      AccessStore::FindMember(db, site_id, subject.user_id));
     ASSIGN_OR_RETURN(pilots, AccessStore::ListAllPilots(db));
     return absl::OkStatus();
   }));
-  RaiseSite(site_id, site_version);
-  RaisePilots(pilots_version);
+  RaiseSite(site_id, site_version, loaded_in);
+  RaisePilots(pilots_version, loaded_in);
 
   GrantList grants;
   if (site_version != 0) {
@@ -328,9 +340,10 @@ absl::StatusOr<v1::ResolvePermissionsResponse> PermissionEngine::ComputeSite(
 absl::StatusOr<v1::ResolvePermissionsResponse>
 PermissionEngine::ComputeCustomer(const Subject& subject,
                                   const std::string& customer_id) {
+  const int64_t loaded_in = generation();
   ASSIGN_OR_RETURN(CustomerFacts facts,
                    customers_->Get(customer_id, subject.user_id));
-  RaiseCustomer(customer_id, facts.version);
+  RaiseCustomer(customer_id, facts.version, loaded_in);
   GrantList grants;
   if (facts.exists) {
     const ManagementType type = facts.management_type;
@@ -371,44 +384,95 @@ PermissionEngine::ComputeCustomer(const Subject& subject,
   return answer;
 }
 
-void PermissionEngine::RaiseSite(const std::string& site_id, int64_t version) {
+void PermissionEngine::RaiseSite(const std::string& site_id, int64_t version,
+                                 int64_t generation) {
   absl::MutexLock lock(&versions_mu_);
+  if (generation != generation_) return;
   int64_t& known = site_versions_[site_id];
   known = std::max(known, version);
 }
 
 void PermissionEngine::RaiseCustomer(const std::string& customer_id,
-                                     int64_t version) {
+                                     int64_t version, int64_t generation) {
   absl::MutexLock lock(&versions_mu_);
+  if (generation != generation_) return;
   int64_t& known = customer_versions_[customer_id];
   known = std::max(known, version);
 }
 
-void PermissionEngine::RaisePilots(int64_t version) {
+void PermissionEngine::RaisePilots(int64_t version, int64_t generation) {
   absl::MutexLock lock(&versions_mu_);
+  if (generation != generation_) return;
   pilots_version_ = std::max(pilots_version_, version);
 }
 
-void PermissionEngine::SiteChanged(const std::string& site_id,
-                                   int64_t version) {
-  RaiseSite(site_id, version);
+int64_t PermissionEngine::generation() const {
+  absl::MutexLock lock(&versions_mu_);
+  return generation_;
 }
 
-void PermissionEngine::PilotsChanged(int64_t version) { RaisePilots(version); }
+// A committed write's version is never older than what it replaces, so it
+// is raised whatever the generation.
+void PermissionEngine::SiteChanged(const std::string& site_id,
+                                   int64_t version) {
+  RaiseSite(site_id, version, generation());
+}
+
+void PermissionEngine::PilotsChanged(int64_t version) {
+  RaisePilots(version, generation());
+}
 
 void PermissionEngine::CustomerChanged(const std::string& customer_id,
                                        int64_t version) {
-  RaiseCustomer(customer_id, version);
+  RaiseCustomer(customer_id, version, generation());
 }
 
 void PermissionEngine::WriteSequenceAdvanced(int64_t seq) {
   absl::MutexLock lock(&versions_mu_);
-  write_sequence_ = std::max(write_sequence_, seq);
+  if (seq <= applied_seq_) return;
+  pending_seqs_.insert(seq);
+  ApplyPending();
 }
 
-int64_t PermissionEngine::write_sequence() const {
+int64_t PermissionEngine::applied_sequence() const {
   absl::MutexLock lock(&versions_mu_);
-  return write_sequence_;
+  return applied_seq_;
+}
+
+absl::Status PermissionEngine::SyncWithStore() {
+  int64_t stored = 0;
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(stored,
+                     AccessStore::Counter(db, AccessStore::kWriteSequence));
+    return absl::OkStatus();
+  }));
+  absl::MutexLock lock(&versions_mu_);
+  if (stored <= applied_seq_) return absl::OkStatus();
+  // Some write up to `stored` was not applied here: anything known may be
+  // older than it. Versions read from now on come from snapshots that
+  // include every write up to `stored`.
+  site_versions_.clear();
+  customer_versions_.clear();
+  pilots_version_ = -1;
+  ++generation_;
+  applied_seq_ = stored;
+  pending_seqs_.erase(pending_seqs_.begin(), pending_seqs_.upper_bound(stored));
+  ApplyPending();
+  return absl::OkStatus();
+}
+
+void PermissionEngine::ApplyPending() {
+  while (!pending_seqs_.empty() && *pending_seqs_.begin() == applied_seq_ + 1) {
+    pending_seqs_.erase(pending_seqs_.begin());
+    ++applied_seq_;
+  }
+}
+
+bool PermissionEngine::AheadOfStore(int64_t at_least_seq) {
+  if (at_least_seq <= applied_sequence()) return false;
+  // Errors only cost speed: the answer is then computed from the store.
+  SyncWithStore().IgnoreError();
+  return at_least_seq > applied_sequence();
 }
 
 PermissionEngine::Stats PermissionEngine::stats() const {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -57,8 +58,11 @@ struct PermissionEngineOptions {
 // from Redis, only while those versions are current. Current versions are
 // kept here and raised by every write before the write is acknowledged
 // (`SiteChanged`, ...), so a check made after a write never sees the old
-// answer. Computation runs once per key at a time; Redis failures only make
-// answers slower, never wrong.
+// answer. Writes made through other replicas are learnt by SyncWithStore:
+// every write advances the store's write sequence, and a replica that finds
+// it past what it has applied forgets the versions it knows, reading each
+// again on next use. Computation runs once per key at a time; Redis failures
+// only make answers slower, never wrong.
 // Thread-safe.
 class PermissionEngine {
  public:
@@ -83,8 +87,16 @@ class PermissionEngine {
   void SiteChanged(const std::string& site_id, int64_t version);
   void PilotsChanged(int64_t version);
   void CustomerChanged(const std::string& customer_id, int64_t version);
+  // Called last: the write with sequence number `seq` is reflected.
   void WriteSequenceAdvanced(int64_t seq);
-  int64_t write_sequence() const;
+  // Every write up to this sequence number is reflected in the versions
+  // known here: a consistency token at or below it needs nothing more.
+  int64_t applied_sequence() const;
+
+  // Reads the store's write sequence; when it is past applied_sequence()
+  // (writes through other replicas), forgets every known version and takes
+  // the store's sequence as applied. Errors: the store's.
+  absl::Status SyncWithStore();
 
   struct Stats {
     int64_t memory_hits = 0;
@@ -105,6 +117,9 @@ class PermissionEngine {
   // The versions string a fresh answer must carry now; loads what is not
   // known yet from the store.
   absl::StatusOr<std::string> CurrentVersions(const Resource& resource);
+  // Whether a token's sequence needs more than this process has applied,
+  // after one SyncWithStore when it is ahead.
+  bool AheadOfStore(int64_t at_least_seq);
   absl::StatusOr<Answer> Compute(const Subject& subject,
                                  const Resource& resource);
   absl::StatusOr<v1::ResolvePermissionsResponse> ComputeSite(
@@ -116,9 +131,17 @@ class PermissionEngine {
                                      const Subject& subject,
                                      const Resource& resource);
   void Remember(const std::string& key, const Answer& answer);
-  void RaiseSite(const std::string& site_id, int64_t version);
-  void RaiseCustomer(const std::string& customer_id, int64_t version);
-  void RaisePilots(int64_t version);
+  // Raises known versions, unless the versions were forgotten since
+  // `generation` was read (the values may predate what was forgotten).
+  void RaiseSite(const std::string& site_id, int64_t version,
+                 int64_t generation) ABSL_LOCKS_EXCLUDED(versions_mu_);
+  void RaiseCustomer(const std::string& customer_id, int64_t version,
+                     int64_t generation) ABSL_LOCKS_EXCLUDED(versions_mu_);
+  void RaisePilots(int64_t version, int64_t generation)
+      ABSL_LOCKS_EXCLUDED(versions_mu_);
+  int64_t generation() const ABSL_LOCKS_EXCLUDED(versions_mu_);
+  // Moves applied_seq_ over the pending sequence numbers that follow it.
+  void ApplyPending() ABSL_EXCLUSIVE_LOCKS_REQUIRED(versions_mu_);
 
   Database* const db_;
   const Policy* const policy_;
@@ -133,7 +156,13 @@ class PermissionEngine {
   absl::flat_hash_map<std::string, int64_t> customer_versions_
       ABSL_GUARDED_BY(versions_mu_);
   int64_t pilots_version_ ABSL_GUARDED_BY(versions_mu_) = -1;  // -1: unknown
-  int64_t write_sequence_ ABSL_GUARDED_BY(versions_mu_) = 0;
+  // Bumped whenever the known versions are forgotten.
+  int64_t generation_ ABSL_GUARDED_BY(versions_mu_) = 0;
+  // Writes are numbered in commit order; those up to applied_seq_ are
+  // reflected, later ones of this process wait in pending_seqs_ for the gap
+  // before them (a concurrent local write, or another replica's) to close.
+  int64_t applied_seq_ ABSL_GUARDED_BY(versions_mu_) = 0;
+  absl::btree_set<int64_t> pending_seqs_ ABSL_GUARDED_BY(versions_mu_);
 
   mutable absl::Mutex cache_mu_;
   absl::flat_hash_map<std::string, Entry> memory_ ABSL_GUARDED_BY(cache_mu_);

@@ -383,11 +383,12 @@ absl::StatusOr<std::vector<std::string>> CustomerStore::ListAllUserIds(
       Statement select,
       // Each side is a bounded range scan of its user_id index; a plain
       // UNION of the tables would be sorted whole for every page.
-      db.Prepare("SELECT user_id FROM (SELECT user_id FROM customer_users "
-                 "WHERE user_id > ?1 ORDER BY user_id LIMIT ?2) UNION SELECT "
-                 "user_id FROM (SELECT user_id FROM partner_users WHERE "
-                 "user_id > ?1 ORDER BY user_id LIMIT ?2) ORDER BY user_id "
-                 "LIMIT ?2"));
+      db.Prepare(
+          "SELECT user_id FROM (SELECT user_id FROM customer_users "
+          "WHERE user_id > ?1 ORDER BY user_id LIMIT ?2) AS cu UNION "
+          "SELECT user_id FROM (SELECT user_id FROM partner_users WHERE "
+          "user_id > ?1 ORDER BY user_id LIMIT ?2) AS pu ORDER BY user_id "
+          "LIMIT ?2"));
   select.Bind(1, after).Bind(2, limit);
   std::vector<std::string> users;
   while (true) {
@@ -450,7 +451,9 @@ absl::StatusOr<std::vector<v1::Customer>> CustomerStore::ListCustomers(
       "?3) ORDER BY display_name, id LIMIT ?4"));
   static const std::string* all = new std::string(
       absl::StrCat("SELECT ", kCustomerColumns,
-                   " FROM customers WHERE (display_name, id) > (?2, ?3) "
+                   // ?1 (the partner) stays unbound: NULL.
+                   " FROM customers WHERE CAST(?1 AS TEXT) IS NULL AND "
+                   "(display_name, id) > (?2, ?3) "
                    "ORDER BY display_name, id LIMIT ?4"));
   ASSIGN_OR_RETURN(Statement select,
                    db.Prepare(partner_id.empty() ? *all : *by_partner));

@@ -207,6 +207,7 @@ absl::StatusOr<v1::Alert> NotificationLogic::PublishAlert(
   v1::Alert result;
   std::vector<std::string> users;
   RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
+    users.clear();  // a retried transaction starts over
     ASSIGN_OR_RETURN(bool replayed, Replayed(db, key, fingerprint, &result));
     if (replayed) return absl::OkStatus();
     ASSIGN_OR_RETURN(v1::PreviewRoutingResponse route,

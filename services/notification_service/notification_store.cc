@@ -49,8 +49,7 @@ CREATE TABLE fanouts (
   done INTEGER NOT NULL DEFAULT 0
 );
 )sql"},
-      // The implicit rowid of inbox rows is their arrival order (writes are
-      // serialized and rows never deleted): the stream cursor.
+      // Superseded by migration 8's arrival numbers.
       {5, "CREATE INDEX inbox_arrival ON inbox(user_id);"},
       {6, "ALTER TABLE alerts ADD COLUMN subject TEXT NOT NULL DEFAULT '';"},
       // Webhooks (R12): one delivery row per endpoint × alert.
@@ -80,6 +79,25 @@ CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state,
 CREATE INDEX webhook_deliveries_newest ON webhook_deliveries(owner,
   endpoint_id, create_micros, alert_id);
 )sql"},
+      // The stream cursor: each inbox numbers its rows 1, 2, … in commit
+      // order (Deliver takes the inbox's highest number + 1 inside the write
+      // transaction, so two writers to one inbox conflict and one retries).
+      // SQLite's rowid served before, and is kept as the number of existing
+      // rows so resume cursors stay valid; PostgreSQL has no rowid.
+      {8, R"sql(
+ALTER TABLE inbox ADD COLUMN arrival INTEGER NOT NULL DEFAULT 0;
+UPDATE inbox SET arrival = rowid;
+DROP INDEX inbox_arrival;
+CREATE UNIQUE INDEX inbox_by_arrival ON inbox(user_id, arrival);
+)sql",
+       R"sql(
+ALTER TABLE inbox ADD COLUMN arrival BIGINT NOT NULL DEFAULT 0;
+UPDATE inbox SET arrival = r.n FROM (SELECT user_id, alert_id, ROW_NUMBER()
+  OVER (PARTITION BY user_id ORDER BY create_micros, alert_id) AS n FROM inbox) r
+  WHERE inbox.user_id = r.user_id AND inbox.alert_id = r.alert_id;
+DROP INDEX inbox_arrival;
+CREATE UNIQUE INDEX inbox_by_arrival ON inbox(user_id, arrival);
+)sql"},
   };
   return *migrations;
 }
@@ -95,14 +113,14 @@ constexpr char kNotificationColumns[] =
 const std::string* const kListInboxSql = new std::string(absl::StrCat(
     "SELECT ", kNotificationColumns,
     " FROM inbox i JOIN alerts a ON a.id = i.alert_id WHERE i.user_id = ?1 "
-    "AND (?2 = 0 OR i.read = 0) AND (?3 IS NULL OR (i.create_micros, "
+    "AND (?2 = 0 OR i.read = 0) AND (CAST(?3 AS BIGINT) IS NULL OR "
+    "(i.create_micros, "
     "i.alert_id) < (?3, ?4)) ORDER BY i.create_micros DESC, i.alert_id DESC "
     "LIMIT ?5"));
 const std::string* const kListArrivedSql = new std::string(absl::StrCat(
-    "SELECT i.rowid, ", kNotificationColumns,
-    " FROM inbox i INDEXED BY inbox_arrival JOIN alerts a ON a.id = "
-    "i.alert_id WHERE i.user_id = ?1 AND i.rowid > ?2 ORDER BY i.rowid "
-    "LIMIT ?3"));
+    "SELECT i.arrival, ", kNotificationColumns,
+    " FROM inbox i JOIN alerts a ON a.id = i.alert_id WHERE i.user_id = ?1 "
+    "AND i.arrival > ?2 ORDER BY i.arrival LIMIT ?3"));
 
 // Reads kNotificationColumns starting at column `first`.
 v1::Notification ReadNotification(Statement& row, int first,
@@ -240,8 +258,11 @@ absl::StatusOr<int64_t> NotificationStore::Deliver(
     Connection& db, const std::string& alert_id,
     const std::vector<std::string>& users, absl::Time now) {
   ASSIGN_OR_RETURN(Statement insert,
-                   db.Prepare("INSERT OR IGNORE INTO inbox(user_id, alert_id, "
-                              "create_micros) VALUES (?, ?, ?)"));
+                   db.Prepare("INSERT INTO inbox(user_id, alert_id, "
+                              "create_micros, arrival) SELECT ?1, ?2, ?3, "
+                              "COALESCE(MAX(arrival), 0) + 1 FROM inbox WHERE "
+                              "user_id = ?1 ON CONFLICT(user_id, alert_id) DO "
+                              "NOTHING"));
   int64_t delivered = 0;
   for (const std::string& user : users) {
     RETURN_IF_ERROR(insert.Bind(1, user)
@@ -290,8 +311,8 @@ NotificationStore::ListArrivedAfter(Connection& db, const std::string& user_id,
 absl::StatusOr<int64_t> NotificationStore::LastArrival(
     Connection& db, const std::string& user_id) {
   ASSIGN_OR_RETURN(Statement select,
-                   db.Prepare("SELECT COALESCE(MAX(rowid), 0) FROM inbox "
-                              "INDEXED BY inbox_arrival WHERE user_id = ?"));
+                   db.Prepare("SELECT COALESCE(MAX(arrival), 0) FROM inbox "
+                              "WHERE user_id = ?"));
   select.Bind(1, user_id);
   ASSIGN_OR_RETURN(bool row, select.Step());
   return row ? select.ColumnInt64(0) : 0;
@@ -341,8 +362,9 @@ absl::Status NotificationStore::SetMutedCategories(
       db.Prepare("DELETE FROM muted_categories WHERE user_id = ?"));
   RETURN_IF_ERROR(clear.Bind(1, user_id).Run());
   ASSIGN_OR_RETURN(Statement insert,
-                   db.Prepare("INSERT OR IGNORE INTO muted_categories("
-                              "user_id, category) VALUES (?, ?)"));
+                   db.Prepare("INSERT INTO muted_categories(user_id, "
+                              "category) VALUES (?, ?) ON CONFLICT(user_id, "
+                              "category) DO NOTHING"));
   for (int category : categories) {
     RETURN_IF_ERROR(insert.Bind(1, user_id).Bind(2, category).Run());
     insert.Reset();

@@ -144,6 +144,7 @@ absl::StatusOr<bool> WebhookDispatcher::AttemptOne() {
   // The lease covers the attempt and its retries inside libcurl.
   const absl::Duration lease = options_.timeout * 2 + absl::Seconds(1);
   RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
+    body.clear();  // a retried transaction starts over
     ASSIGN_OR_RETURN(due, WebhookStore::ClaimDue(db, clock_->Now(), lease));
     if (!due) return absl::OkStatus();
     ASSIGN_OR_RETURN(auto alert,

@@ -81,10 +81,10 @@ absl::StatusOr<int64_t> WebhookStore::QueueAlert(
     const std::vector<std::string>& owners, bool all, absl::Time now) {
   ASSIGN_OR_RETURN(
       Statement insert,
-      db.Prepare("INSERT OR IGNORE INTO webhook_deliveries(owner, "
-                 "endpoint_id, alert_id, create_micros, next_attempt_micros) "
-                 "SELECT owner, id, ?1, ?2, ?2 FROM webhook_endpoints WHERE "
-                 "?3 OR owner = ?4"));
+      db.Prepare("INSERT INTO webhook_deliveries(owner, endpoint_id, "
+                 "alert_id, create_micros, next_attempt_micros) SELECT owner, "
+                 "id, ?1, ?2, ?2 FROM webhook_endpoints WHERE ?3 = 1 OR owner "
+                 "= ?4 ON CONFLICT(owner, endpoint_id, alert_id) DO NOTHING"));
   int64_t queued = 0;
   const int64_t micros = absl::ToUnixMicros(now);
   if (all) {
@@ -188,7 +188,8 @@ absl::StatusOr<std::vector<v1::WebhookDelivery>> WebhookStore::ListDeliveries(
       db.Prepare("SELECT alert_id, state, attempts, last_error, "
                  "create_micros, next_attempt_micros, deliver_micros FROM "
                  "webhook_deliveries WHERE owner = ?1 AND endpoint_id = ?2 "
-                 "AND (?3 IS NULL OR (create_micros, alert_id) < (?3, ?4)) "
+                 "AND (CAST(?3 AS BIGINT) IS NULL OR (create_micros, alert_id) "
+                 "< (?3, ?4)) "
                  "ORDER BY create_micros DESC, alert_id DESC LIMIT ?5"));
   select.Bind(1, owner).Bind(2, endpoint_id);
   if (before) {

@@ -26,6 +26,7 @@
 #include "gtest/gtest.h"
 #include "tests/support/redis_server.h"
 #include "tests/support/service_process.h"
+#include "tests/support/test_database.h"
 
 namespace custos::access {
 namespace {
@@ -37,6 +38,7 @@ using ::custos::testing::LoopbackChannel;
 using ::custos::testing::MakeTempDir;
 using ::custos::testing::RedisServer;
 using ::custos::testing::ServiceProcess;
+using ::custos::testing::TestDatabase;
 using ::testing::ElementsAre;
 using ::testing::UnorderedElementsAre;
 
@@ -92,7 +94,7 @@ class AccessServiceTest : public ::testing::Test {
         kCustomersBinary,
         std::vector<std::string>{
             absl::StrCat("--listen=127.0.0.1:", customers_port_),
-            absl::StrCat("--database=sqlite:", dir_, "/customers.db"),
+            absl::StrCat("--database=", TestDatabase(dir_, "customers")),
             absl::StrCat("--jwt_hs256_secret_file=", dir_, "/secret"),
             absl::StrCat("--access_address=127.0.0.1:", access_port_),
             absl::StrCat("--service_token_file=", dir_, "/service-token")});
@@ -107,10 +109,10 @@ class AccessServiceTest : public ::testing::Test {
   }
 
   void StartAccess(std::vector<std::string> extra,
-                   const std::string& database = "access.db") {
+                   const std::string& database = "access") {
     std::vector<std::string> args{
         absl::StrCat("--listen=127.0.0.1:", access_port_),
-        absl::StrCat("--database=sqlite:", dir_, "/", database),
+        absl::StrCat("--database=", TestDatabase(dir_, database)),
         absl::StrCat("--jwt_hs256_secret_file=", dir_, "/secret"),
         absl::StrCat("--redis=127.0.0.1:", redis_->port()),
         absl::StrCat("--customers_address=127.0.0.1:", customers_port_),
@@ -392,7 +394,7 @@ TEST_F(AccessServiceTest,
 TEST_F(AccessServiceTest, R6_UnansweredRequestsExpire) {
   access_.reset();
   StartAccess({"--access_request_ttl=1s", "--expiry_sweep_interval=200ms"},
-              "expiring.db");
+              "expiring");
   CreateSite("acme");
   v1::AccessRequest created;
   ASSERT_TRUE(Request("joan", "acme", v1::SITE_ROLE_VIEW_ONLY, &created).ok());
@@ -936,7 +938,7 @@ TEST_F(AccessServiceTest, ABadPolicyFileStopsStartUpNamingTheLine) {
                                "}\n");
   ServiceProcess bad(kAccessBinary,
                      {absl::StrCat("--listen=127.0.0.1:", FreePort()),
-                      absl::StrCat("--database=sqlite:", dir_, "/bad.db"),
+                      absl::StrCat("--database=", TestDatabase(dir_, "bad")),
                       absl::StrCat("--jwt_hs256_secret_file=", dir_, "/secret"),
                       absl::StrCat("--policy_file=", dir_, "/bad.textproto")});
   EXPECT_FALSE(bad.Start("127.0.0.1:1", absl::Seconds(5)).ok());

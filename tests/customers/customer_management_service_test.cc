@@ -2,18 +2,20 @@
 // loopback with a real SQLite file, called over gRPC with real tokens. Test
 // names carry the DESIGN rule they check.
 #include <signal.h>
-#include <sqlite3.h>
 
 #include <algorithm>
 #include <future>
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
 #include "common/auth.h"
+#include "common/database.h"
 #include "custos/customers/v1/customers_service.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "google/rpc/error_details.pb.h"
@@ -21,6 +23,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/support/service_process.h"
+#include "tests/support/test_database.h"
 
 namespace custos::customers {
 namespace {
@@ -30,6 +33,8 @@ using ::custos::testing::FreePort;
 using ::custos::testing::LoopbackChannel;
 using ::custos::testing::MakeTempDir;
 using ::custos::testing::ServiceProcess;
+using ::custos::testing::TestDatabase;
+using ::custos::testing::TestingPostgres;
 using ::testing::ElementsAre;
 using ::testing::UnorderedElementsAre;
 
@@ -84,11 +89,12 @@ class CustomerManagementServiceTest : public ::testing::Test {
   void StartService() {
     port_ = FreePort();
     process_ = std::make_unique<ServiceProcess>(
-        kBinary, std::vector<std::string>{
-                     absl::StrCat("--listen=127.0.0.1:", port_),
-                     absl::StrCat("--database=sqlite:", dir_, "/customers.db"),
-                     absl::StrCat("--jwt_hs256_secret_file=", dir_, "/secret"),
-                     "--shutdown_grace_seconds=10"});
+        kBinary,
+        std::vector<std::string>{
+            absl::StrCat("--listen=127.0.0.1:", port_),
+            absl::StrCat("--database=", TestDatabase(dir_, "customers")),
+            absl::StrCat("--jwt_hs256_secret_file=", dir_, "/secret"),
+            "--shutdown_grace_seconds=10"});
     ASSERT_TRUE(process_->Start(absl::StrCat("127.0.0.1:", port_)).ok());
     stub_ = v1::CustomerManagementService::NewStub(LoopbackChannel(port_));
   }
@@ -874,12 +880,25 @@ TEST_F(CustomerManagementServiceTest, DataSurvivesARestart) {
 
 TEST_F(CustomerManagementServiceTest, SigtermDrainsAnInFlightCallAndExitsZero) {
   CreateCast();
-  // Hold SQLite's write lock from outside, so the next write is in flight
+  // Hold the partners table's write lock from outside (SQLite: a write
+  // transaction; PostgreSQL: LOCK TABLE), so the next write is in flight
   // (waiting on the lock) when SIGTERM arrives.
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open((dir_ + "/customers.db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr),
-            SQLITE_OK);
+  auto outside = custos::OpenDatabase(TestDatabase(dir_, "customers"), {});
+  ASSERT_TRUE(outside.ok()) << outside.status();
+  absl::Notification locked;
+  absl::Notification release;
+  std::thread holder([&] {
+    absl::Status held = (*outside)->Write([&](custos::Connection& db) {
+      absl::Status lock = TestingPostgres()
+                              ? db.Exec("LOCK TABLE partners IN EXCLUSIVE MODE")
+                              : absl::OkStatus();
+      locked.Notify();
+      release.WaitForNotification();
+      return lock;
+    });
+    EXPECT_TRUE(held.ok()) << held;
+  });
+  locked.WaitForNotification();
   auto in_flight = std::async(std::launch::async, [&] {
     v1::CreatePartnerRequest request;
     request.set_partner_id("late-partner");
@@ -895,8 +914,8 @@ TEST_F(CustomerManagementServiceTest, SigtermDrainsAnInFlightCallAndExitsZero) {
             std::future_status::timeout);
   v1::Customer customer;
   EXPECT_FALSE(Get(bill_, "customers/globex", &customer).ok());
-  ASSERT_EQ(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(db);
+  release.Notify();
+  holder.join();
   grpc::Status status = in_flight.get();
   EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(process_->WaitForExit(absl::Seconds(15)), 0);

@@ -22,6 +22,7 @@
 #include "tests/support/http_receiver.h"
 #include "tests/support/redis_server.h"
 #include "tests/support/service_process.h"
+#include "tests/support/test_database.h"
 
 namespace custos {
 namespace {
@@ -34,6 +35,7 @@ using ::custos::testing::LoopbackChannel;
 using ::custos::testing::MakeTempDir;
 using ::custos::testing::RedisServer;
 using ::custos::testing::ServiceProcess;
+using ::custos::testing::TestDatabase;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -84,7 +86,7 @@ class CrossServiceTest : public ::testing::Test {
         common,
         {absl::StrCat("--listen=127.0.0.1:", customers_port_),
          absl::StrCat("--metrics_listen=127.0.0.1:", metrics_ports_[0]),
-         absl::StrCat("--database=sqlite:", dir_, "/customers.db"),
+         absl::StrCat("--database=", TestDatabase(dir_, "customers")),
          absl::StrCat("--access_address=127.0.0.1:", access_port_),
          absl::StrCat("--notifications_address=127.0.0.1:",
                       notifications_port_)});
@@ -97,7 +99,7 @@ class CrossServiceTest : public ::testing::Test {
         "services/access_service/access_service", access_common,
         {absl::StrCat("--listen=127.0.0.1:", access_port_),
          absl::StrCat("--metrics_listen=127.0.0.1:", metrics_ports_[1]),
-         absl::StrCat("--database=sqlite:", dir_, "/access.db"),
+         absl::StrCat("--database=", TestDatabase(dir_, "access")),
          absl::StrCat("--redis=127.0.0.1:", redis_->port()),
          absl::StrCat("--customers_address=127.0.0.1:", customers_port_),
          absl::StrCat("--notifications_address=127.0.0.1:",
@@ -127,7 +129,7 @@ class CrossServiceTest : public ::testing::Test {
          absl::StrCat("--service_token_file=", dir_, "/service-token")},
         {absl::StrCat("--listen=127.0.0.1:", notifications_port_),
          absl::StrCat("--metrics_listen=127.0.0.1:", metrics_ports_[2]),
-         absl::StrCat("--database=sqlite:", dir_, "/notifications.db"),
+         absl::StrCat("--database=", TestDatabase(dir_, "notifications")),
          absl::StrCat("--customers_address=127.0.0.1:", customers_port_)});
     ASSERT_TRUE(
         notifications_->Start(absl::StrCat("127.0.0.1:", notifications_port_))

@@ -4,7 +4,6 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <signal.h>
-#include <sqlite3.h>
 
 #include <functional>
 #include <memory>
@@ -16,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/auth.h"
+#include "common/database.h"
 #include "custos/customers/v1/customers_service.grpc.pb.h"
 #include "custos/notifications/v1/notifications_service.grpc.pb.h"
 #include "gmock/gmock.h"
@@ -24,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "tests/support/http_receiver.h"
 #include "tests/support/service_process.h"
+#include "tests/support/test_database.h"
 
 namespace custos::notifications {
 namespace {
@@ -34,6 +35,8 @@ using ::custos::testing::FreePort;
 using ::custos::testing::LoopbackChannel;
 using ::custos::testing::MakeTempDir;
 using ::custos::testing::ServiceProcess;
+using ::custos::testing::TestDatabase;
+using ::custos::testing::TestingPostgres;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAre;
@@ -86,14 +89,14 @@ class NotificationServiceTest : public ::testing::Test {
         "services/customer_management_service/customer_management_service",
         std::vector<std::string>{
             absl::StrCat("--listen=127.0.0.1:", customers_port_),
-            absl::StrCat("--database=sqlite:", dir_, "/customers.db"),
+            absl::StrCat("--database=", TestDatabase(dir_, "customers")),
             absl::StrCat("--jwt_hs256_secret_file=", dir_, "/secret")});
     ASSERT_TRUE(
         customers_->Start(absl::StrCat("127.0.0.1:", customers_port_)).ok());
     port_ = FreePort();
     notification_args_ = {
         absl::StrCat("--listen=127.0.0.1:", port_),
-        absl::StrCat("--database=sqlite:", dir_, "/notifications.db"),
+        absl::StrCat("--database=", TestDatabase(dir_, "notifications")),
         absl::StrCat("--jwt_hs256_secret_file=", dir_, "/secret"),
         absl::StrCat("--customers_address=127.0.0.1:", customers_port_),
         absl::StrCat("--service_token_file=", dir_, "/service-token")};
@@ -535,19 +538,20 @@ TEST_F(BroadcastCrashTest,
        R11_R12_KilledMidBroadcastDeliversEveryoneExactlyOnce) {
   // 100,000 more customer users, written straight into the customer
   // service's database (its API would take minutes).
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open((dir_ + "/customers.db").c_str(), &db), SQLITE_OK);
-  sqlite3_busy_timeout(db, 5000);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT "
-                         "i + 1 FROM n WHERE i < 100000) INSERT INTO "
-                         "customer_users(customer_id, user_id, display_name, "
-                         "email, create_micros) SELECT 'umbrella', "
-                         "printf('u%06d', i), '', '', 0 FROM n",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK)
-      << sqlite3_errmsg(db);
-  sqlite3_close(db);
+  auto customers = custos::OpenDatabase(TestDatabase(dir_, "customers"), {});
+  ASSERT_TRUE(customers.ok()) << customers.status();
+  absl::Status filled = (*customers)->Write([](custos::Connection& db) {
+    return db.Exec(
+        TestingPostgres()
+            ? "INSERT INTO customer_users(customer_id, user_id, display_name, "
+              "email, create_micros) SELECT 'umbrella', 'u' || lpad(i::text, "
+              "6, '0'), '', '', 0 FROM generate_series(1, 100000) AS i"
+            : "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+              "WHERE i < 100000) INSERT INTO customer_users(customer_id, "
+              "user_id, display_name, email, create_micros) SELECT "
+              "'umbrella', printf('u%06d', i), '', '', 0 FROM n");
+  });
+  ASSERT_TRUE(filled.ok()) << filled;
   constexpr int64_t kRecipients = 100005;
 
   v1::PublishBroadcastRequest r;
@@ -572,20 +576,26 @@ TEST_F(BroadcastCrashTest,
   ASSERT_TRUE(done.fan_out_complete());
   EXPECT_EQ(done.recipient_count(), kRecipients);
   // Exactly once per inbox, counted in the store itself.
-  ASSERT_EQ(sqlite3_open((dir_ + "/notifications.db").c_str(), &db), SQLITE_OK);
-  sqlite3_stmt* count = nullptr;
+  auto notifications =
+      custos::OpenDatabase(TestDatabase(dir_, "notifications"), {});
+  ASSERT_TRUE(notifications.ok()) << notifications.status();
   const std::string alert_id = broadcast.name().substr(sizeof("alerts/") - 1);
-  ASSERT_EQ(sqlite3_prepare_v2(db,
-                               "SELECT COUNT(*), COUNT(DISTINCT user_id) FROM "
-                               "inbox WHERE alert_id = ?",
-                               -1, &count, nullptr),
-            SQLITE_OK);
-  sqlite3_bind_text(count, 1, alert_id.c_str(), -1, SQLITE_TRANSIENT);
-  ASSERT_EQ(sqlite3_step(count), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int64(count, 0), kRecipients);
-  EXPECT_EQ(sqlite3_column_int64(count, 1), kRecipients);
-  sqlite3_finalize(count);
-  sqlite3_close(db);
+  int64_t rows = 0;
+  int64_t users = 0;
+  absl::Status counted = (*notifications)->Read([&](custos::Connection& db) {
+    auto count = db.Prepare(
+        "SELECT COUNT(*), COUNT(DISTINCT user_id) FROM inbox WHERE "
+        "alert_id = ?");
+    if (!count.ok()) return count.status();
+    auto row = count->Bind(1, alert_id).Step();
+    if (!row.ok()) return row.status();
+    rows = count->ColumnInt64(0);
+    users = count->ColumnInt64(1);
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(counted.ok()) << counted;
+  EXPECT_EQ(rows, kRecipients);
+  EXPECT_EQ(users, kRecipients);
   EXPECT_THAT(Inbox("u054321"), ElementsAre(broadcast.name()));
 }
 
