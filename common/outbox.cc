@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/backoff.h"
 #include "common/json_log.h"
 #include "common/status_macros.h"
@@ -30,6 +31,24 @@ DROP INDEX outbox_due;
 CREATE INDEX outbox_due ON outbox(destination, next_attempt_micros, id);
 )sql";
 
+const char kOutboxLeasesSchema[] = R"sql(
+CREATE TABLE outbox_leases (
+  destination TEXT PRIMARY KEY,
+  holder TEXT NOT NULL,
+  expire_micros INTEGER NOT NULL
+);
+)sql";
+
+namespace {
+
+std::string NewHolderName() {
+  absl::BitGen random;
+  return absl::StrCat(
+      absl::Hex(absl::Uniform<uint64_t>(random), absl::kZeroPad16));
+}
+
+}  // namespace
+
 absl::Status EnqueueOutbox(Connection& db, absl::string_view destination,
                            absl::string_view method,
                            const google::protobuf::Message& payload,
@@ -52,6 +71,7 @@ OutboxWorker::OutboxWorker(Database* db, const Clock* clock,
     : db_(db),
       clock_(clock),
       destination_(std::move(destination)),
+      holder_(NewHolderName()),
       options_(options),
       deliver_(std::move(deliver)) {}
 
@@ -95,7 +115,38 @@ absl::Status OutboxWorker::DeliverPending(absl::Duration deadline) {
       return absl::UnavailableError("peer is backing off after a failure");
     }
   }
-  return DeliverDue(clock_->Now() + deadline);
+  const absl::Time give_up = clock_->Now() + deadline;
+  // Waiting for another replica's lease takes real time, whatever clock_
+  // says.
+  const absl::Time stop_waiting = absl::Now() + deadline;
+  while (true) {
+    bool leased = false;
+    RETURN_IF_ERROR(DeliverDue(give_up, &leased));
+    if (leased) return absl::OkStatus();
+    if (absl::Now() >= stop_waiting) {
+      return absl::UnavailableError("another replica holds the outbox lease");
+    }
+    // The holder's pass is under way and will most likely carry the message;
+    // look again shortly in case it ended just before the message committed.
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+}
+
+absl::StatusOr<bool> OutboxWorker::HoldLease(Connection& db) {
+  ASSIGN_OR_RETURN(
+      Statement hold,
+      db.Prepare("INSERT INTO outbox_leases(destination, holder, "
+                 "expire_micros) VALUES (?1, ?2, ?3) ON CONFLICT(destination) "
+                 "DO UPDATE SET holder = excluded.holder, expire_micros = "
+                 "excluded.expire_micros WHERE outbox_leases.holder = "
+                 "excluded.holder OR outbox_leases.expire_micros <= ?4"));
+  const absl::Time now = clock_->Now();
+  RETURN_IF_ERROR(hold.Bind(1, destination_)
+                      .Bind(2, holder_)
+                      .Bind(3, absl::ToUnixMicros(now + options_.lease))
+                      .Bind(4, absl::ToUnixMicros(now))
+                      .Run());
+  return db.Changes() > 0;
 }
 
 absl::Duration OutboxWorker::Backoff(int64_t attempts) {
@@ -103,8 +154,28 @@ absl::Duration OutboxWorker::Backoff(int64_t attempts) {
                            options_.max_backoff, attempts);
 }
 
-absl::Status OutboxWorker::DeliverDue(absl::Time give_up) {
+absl::Status OutboxWorker::DeliverDue(absl::Time give_up, bool* leased) {
   absl::MutexLock deliver_lock(&deliver_mu_);
+  bool held = false;
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(held, HoldLease(db));
+    return absl::OkStatus();
+  }));
+  if (leased != nullptr) *leased = held;
+  if (!held) return absl::OkStatus();
+  absl::Status status = DeliverLeased(give_up);
+  // Given up at once, so that another replica's DeliverPending need not
+  // wait for it to run out.
+  absl::Status released = db_->Write([&](Connection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(Statement release,
+                     db.Prepare("UPDATE outbox_leases SET expire_micros = 0 "
+                                "WHERE destination = ?1 AND holder = ?2"));
+    return release.Bind(1, destination_).Bind(2, holder_).Run();
+  });
+  return status.ok() ? released : status;
+}
+
+absl::Status OutboxWorker::DeliverLeased(absl::Time give_up) {
   while (clock_->Now() < give_up) {
     std::vector<OutboxMessage> due;
     RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
@@ -133,11 +204,17 @@ absl::Status OutboxWorker::DeliverDue(absl::Time give_up) {
       absl::Status delivered = deliver_(message);
       (delivered.ok() ? delivered_ : failed_).fetch_add(1);
       if (delivered.ok()) {
+        // Recorded with the lease renewed; a lease lost (this replica
+        // stalled past it) ends the pass, and the new holder carries on.
+        bool still_held = false;
         RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
           ASSIGN_OR_RETURN(Statement remove,
                            db.Prepare("DELETE FROM outbox WHERE id = ?"));
-          return remove.Bind(1, message.id).Run();
+          RETURN_IF_ERROR(remove.Bind(1, message.id).Run());
+          ASSIGN_OR_RETURN(still_held, HoldLease(db));
+          return absl::OkStatus();
         }));
+        if (!still_held) return absl::AbortedError("outbox lease lost");
         continue;
       }
       const absl::Time retry_at = clock_->Now() + Backoff(message.attempts + 1);

@@ -28,6 +28,8 @@ extern const char kOutboxSchema[];
 // Each destination is delivered on its own (OutboxWorker), so one peer's
 // outage never holds up another's messages.
 extern const char kOutboxByDestinationSchema[];
+// Which replica delivers each destination now (OutboxWorker's lease).
+extern const char kOutboxLeasesSchema[];
 
 // A call to make to a peer service, written in the same transaction as the
 // change it announces (DESIGN §1).
@@ -54,6 +56,10 @@ struct OutboxOptions {
   absl::Duration poll_interval = absl::Seconds(1);
   // Messages read per pass. Default: 100.
   int batch_size = 100;
+  // How long a replica keeps a destination after its last delivery before
+  // another may take it over (when the first died mid-pass). Must exceed a
+  // peer call's deadline. Default: 10 s.
+  absl::Duration lease = absl::Seconds(10);
 };
 
 // Delivers one destination's outbox messages in id order, at least once,
@@ -62,6 +68,10 @@ struct OutboxOptions {
 // (its attempts and last error recorded), forever — receivers are idempotent.
 // Delivery stops at the first failure of a pass, so a peer that is down is
 // not hammered and order is kept.
+// Replicas sharing a database deliver each destination one at a time: a
+// pass first takes the destination's lease (renewed with every message,
+// given up at the end), so no message is sent by two replicas at once; a
+// replica that dies mid-pass is taken over when its lease runs out.
 // Thread-safe.
 class OutboxWorker {
  public:
@@ -84,7 +94,9 @@ class OutboxWorker {
   // Delivers every due message now from the caller's thread, giving up at
   // `deadline`; returns the first failure. Used right after a write so the
   // peer knows before the write is acknowledged. Returns at once while the
-  // peer is backing off after a failure (the loop retries).
+  // peer is backing off after a failure (the loop retries); waits, within
+  // the deadline, while another replica holds the lease (its pass delivers
+  // the message). UNAVAILABLE when the deadline passes that way.
   absl::Status DeliverPending(absl::Duration deadline);
 
   // Messages for this destination not yet delivered.
@@ -98,12 +110,20 @@ class OutboxWorker {
   int64_t failed_attempts() const { return failed_.load(); }
 
  private:
-  absl::Status DeliverDue(absl::Time give_up);
+  // One pass under the lease; OK and `*leased` false when another replica
+  // holds it.
+  absl::Status DeliverDue(absl::Time give_up, bool* leased = nullptr);
+  absl::Status DeliverLeased(absl::Time give_up);
+  // Takes or renews the destination's lease in `db`'s transaction; false
+  // when another replica holds it.
+  absl::StatusOr<bool> HoldLease(Connection& db);
   absl::Duration Backoff(int64_t attempts);
 
   Database* const db_;
   const Clock* const clock_;
   const std::string destination_;
+  // This worker's name in the lease table.
+  const std::string holder_;
   const OutboxOptions options_;
   const Deliver deliver_;
   std::atomic<int64_t> delivered_{0};

@@ -116,6 +116,10 @@ std::string PostgresSchema(absl::string_view sql) {
     }
     if (word == "INTEGER") {
       absl::StrAppend(&out, "BIGINT");
+    } else if (word == "TEXT") {
+      // Byte order, as SQLite compares: page tokens and prefix ranges
+      // (audit listings) must not depend on the cluster's locale.
+      absl::StrAppend(&out, "TEXT COLLATE \"C\"");
     } else if (word == "BLOB") {
       absl::StrAppend(&out, "BYTEA");
     } else {
@@ -135,11 +139,15 @@ void PostgresStatement::Reset() {
   result_ = nullptr;
   row_ = -1;
   parameters_.clear();
+  nul_in_text_ = false;
 }
 
 void PostgresStatement::Bind(int index, absl::string_view value) {
   if (static_cast<int>(parameters_.size()) < index) parameters_.resize(index);
   parameters_[index - 1] = {std::string(value), false};
+  // libpq reads text parameters up to their first NUL: refuse rather than
+  // store a truncated value.
+  if (value.find('\0') != absl::string_view::npos) nul_in_text_ = true;
 }
 
 void PostgresStatement::Bind(int index, int64_t value) {
@@ -157,6 +165,9 @@ void PostgresStatement::BindNull(int index) {
 }
 
 absl::StatusOr<bool> PostgresStatement::Step() {
+  if (nul_in_text_) {
+    return absl::InvalidArgumentError("text must not contain NUL characters");
+  }
   if (result_ == nullptr) {
     std::vector<const char*> values;
     std::vector<int> lengths;

@@ -30,8 +30,9 @@ namespace custos {
 std::string PostgresParameters(absl::string_view sql);
 
 // PostgreSQL's text of a migration written for SQLite: INTEGER becomes
-// BIGINT (SQLite's integers are 64-bit), BLOB becomes BYTEA, and
-// `INTEGER PRIMARY KEY AUTOINCREMENT` an identity column.
+// BIGINT (SQLite's integers are 64-bit), BLOB becomes BYTEA, TEXT compares
+// bytes (COLLATE "C", as SQLite does) and `INTEGER PRIMARY KEY
+// AUTOINCREMENT` an identity column.
 std::string PostgresSchema(absl::string_view sql);
 
 // What a connection remembers of its last statement.
@@ -59,7 +60,8 @@ class PostgresStatement : public Statement::Backend {
   void BindBlob(int index, absl::string_view bytes) override;
   void BindNull(int index) override;
   // Also ABORTED for serialization failures and deadlocks (recorded in the
-  // session, so the transaction is retried).
+  // session, so the transaction is retried), and INVALID_ARGUMENT for text
+  // holding a NUL character (PostgreSQL's text cannot).
   absl::StatusOr<bool> Step() override;
   void Reset() override;
   std::string ColumnText(int index) const override;
@@ -78,6 +80,8 @@ class PostgresStatement : public Statement::Backend {
   std::vector<Parameter> parameters_;
   pg_result* result_ = nullptr;
   int row_ = -1;
+  // A text parameter held a NUL, which PostgreSQL's text cannot store.
+  bool nul_in_text_ = false;
 };
 
 // One connection, with its statements prepared once by SQL text.

@@ -83,6 +83,7 @@ CREATE TABLE customer_versions (
 )sql"},
       {4, kOutboxSchema},
       {5, kOutboxByDestinationSchema},
+      {6, kOutboxLeasesSchema},
   };
   return *migrations;
 }

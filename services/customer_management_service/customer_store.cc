@@ -73,6 +73,7 @@ CREATE INDEX customer_users_by_user ON customer_users(user_id);
 )sql"},
       {4, kOutboxSchema},
       {5, kOutboxByDestinationSchema},
+      {6, kOutboxLeasesSchema},
   };
   return *migrations;
 }

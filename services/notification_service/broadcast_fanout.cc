@@ -71,13 +71,20 @@ absl::Status BroadcastFanout::RunOnce() {
       for (const std::string& user : page.users()) {
         users.emplace_back(LastSegment(user));
       }
+      // Every replica runs fan-outs: the page moves on only from where this
+      // one read it, so a replica that fell behind writes nothing.
+      bool ours = false;
       RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
+        ASSIGN_OR_RETURN(
+            ours, NotificationStore::AdvanceFanout(db, alert_id, token,
+                                                   page.next_page_token()));
+        if (!ours) return absl::OkStatus();
         ASSIGN_OR_RETURN(
             int64_t delivered,
             NotificationStore::Deliver(db, alert_id, users, clock_->Now()));
-        return NotificationStore::AdvanceFanout(
-            db, alert_id, page.next_page_token(), delivered);
+        return NotificationStore::AddRecipients(db, alert_id, delivered);
       }));
+      if (!ours) break;  // the replica that moved it carries on
       delivered_.fetch_add(static_cast<int64_t>(users.size()));
       if (hub_ != nullptr) hub_->Arrived(users);
       token = page.next_page_token();

@@ -237,17 +237,24 @@ NotificationStore::PendingFanouts(Connection& db) {
   }
 }
 
-absl::Status NotificationStore::AdvanceFanout(Connection& db,
-                                              const std::string& alert_id,
-                                              const std::string& next_token,
-                                              int64_t delivered) {
+absl::StatusOr<bool> NotificationStore::AdvanceFanout(
+    Connection& db, const std::string& alert_id, const std::string& from_token,
+    const std::string& next_token) {
   ASSIGN_OR_RETURN(Statement fanout,
                    db.Prepare("UPDATE fanouts SET page_token = ?2, done = ?3 "
-                              "WHERE alert_id = ?1"));
+                              "WHERE alert_id = ?1 AND page_token = ?4 AND "
+                              "done = 0"));
   RETURN_IF_ERROR(fanout.Bind(1, alert_id)
                       .Bind(2, next_token)
                       .Bind(3, next_token.empty() ? 1 : 0)
+                      .Bind(4, from_token)
                       .Run());
+  return db.Changes() > 0;
+}
+
+absl::Status NotificationStore::AddRecipients(Connection& db,
+                                              const std::string& alert_id,
+                                              int64_t delivered) {
   ASSIGN_OR_RETURN(Statement count,
                    db.Prepare("UPDATE alerts SET recipient_count = "
                               "recipient_count + ?2 WHERE id = ?1"));

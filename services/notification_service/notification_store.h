@@ -46,9 +46,15 @@ class NotificationStore {
   // (alert id, page token) of every unfinished fan-out.
   static absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
   PendingFanouts(Connection& db);
-  // Records a delivered page; an empty `next_token` finishes the fan-out.
-  static absl::Status AdvanceFanout(Connection& db, const std::string& alert_id,
-                                    const std::string& next_token,
+  // Moves the fan-out from the page at `from_token` to `next_token` (empty:
+  // finished); false when it is no longer at `from_token` (another replica
+  // delivered that page).
+  static absl::StatusOr<bool> AdvanceFanout(Connection& db,
+                                            const std::string& alert_id,
+                                            const std::string& from_token,
+                                            const std::string& next_token);
+  // Adds a delivered page's new recipients to the alert's count.
+  static absl::Status AddRecipients(Connection& db, const std::string& alert_id,
                                     int64_t delivered);
 
   // Adds the alert to each user's inbox (once; repeats are ignored).

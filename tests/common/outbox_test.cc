@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -13,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/service_process.h"
+#include "tests/support/test_database.h"
 
 namespace custos {
 namespace {
@@ -35,11 +37,24 @@ class TestClock final : public Clock {
   absl::Time now_ = absl::FromUnixSeconds(1'800'000'000);
 };
 
-// A peer that records what it acknowledged and fails its next `failures`.
+const std::vector<Migration>& Migrations() {
+  static const auto* migrations =
+      new std::vector<Migration>{{1, kOutboxSchema},
+                                 {2, kOutboxByDestinationSchema},
+                                 {3, kOutboxLeasesSchema}};
+  return *migrations;
+}
+
+// A peer that records what it acknowledged and fails its next `failures`;
+// each call takes `delay`.
 struct Peer {
   std::vector<std::string> received;
   int failures = 0;
+  absl::Duration delay;
+  absl::Mutex mu;  // replicas may call at once
   absl::Status Deliver(const OutboxMessage& message) {
+    absl::SleepFor(delay);
+    absl::MutexLock lock(&mu);
     if (failures > 0) {
       --failures;
       return absl::UnavailableError("peer down");
@@ -54,21 +69,21 @@ struct Peer {
 class OutboxTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    path_ = ::custos::testing::MakeTempDir() + "/outbox.db";
+    spec_ = ::custos::testing::TestDatabase(::custos::testing::MakeTempDir(),
+                                            "outbox");
     Open();
   }
   void Open() {
-    auto db =
-        OpenDatabase(absl::StrCat("sqlite:", path_),
-                     {{1, kOutboxSchema}, {2, kOutboxByDestinationSchema}});
+    auto db = OpenDatabase(spec_, Migrations());
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = *std::move(db);
   }
   std::unique_ptr<OutboxWorker> Worker(const std::string& destination = "peer",
-                                       Peer* peer = nullptr) {
+                                       Peer* peer = nullptr,
+                                       Database* db = nullptr) {
     if (peer == nullptr) peer = &peer_;
     return std::make_unique<OutboxWorker>(
-        db_.get(), &clock_, destination, OutboxOptions(),
+        db != nullptr ? db : db_.get(), &clock_, destination, OutboxOptions(),
         [peer](const OutboxMessage& m) { return peer->Deliver(m); });
   }
   absl::Status Enqueue(std::vector<std::string> ids, bool commit = true,
@@ -98,7 +113,7 @@ class OutboxTest : public ::testing::Test {
     return next;
   }
 
-  std::string path_;
+  std::string spec_;
   std::unique_ptr<Database> db_;
   TestClock clock_;
   Peer peer_;
@@ -172,7 +187,7 @@ TEST_F(OutboxTest, UndeliveredMessagesSurviveARestart) {
     EXPECT_FALSE(worker->DeliverPending(absl::Seconds(5)).ok());
   }
   db_.reset();
-  Open();  // a new process on the same file
+  Open();  // a new process on the same database
   clock_.Advance(absl::Seconds(1));
   auto worker = Worker();
   ASSERT_TRUE(worker->DeliverPending(absl::Seconds(5)).ok());
@@ -188,6 +203,51 @@ TEST_F(OutboxTest, BackgroundLoopDeliversWithoutBeingAsked) {
     absl::SleepFor(absl::Milliseconds(10));
   }
   worker->Stop();
+  EXPECT_THAT(peer_.received, ElementsAre("a"));
+}
+
+TEST_F(OutboxTest, ReplicasDeliverEachMessageOnceAndInOrderBetweenThem) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 40; ++i) ids.push_back(absl::StrCat("m", 100 + i));
+  ASSERT_TRUE(Enqueue(ids).ok());
+  peer_.delay = absl::Milliseconds(2);  // so that passes overlap
+  // A second replica: its own connections to the same database.
+  auto other = OpenDatabase(spec_, Migrations());
+  ASSERT_TRUE(other.ok()) << other.status();
+  auto first = Worker();
+  auto second = Worker("peer", &peer_, other->get());
+  auto keep_delivering = [](OutboxWorker* worker) {
+    for (int i = 0; i < 200 && *worker->Depth() > 0; ++i) {
+      (void)worker->DeliverPending(absl::Seconds(5));
+    }
+  };
+  std::thread one(keep_delivering, first.get());
+  std::thread two(keep_delivering, second.get());
+  one.join();
+  two.join();
+  EXPECT_THAT(peer_.received, ::testing::ElementsAreArray(ids));
+}
+
+TEST_F(OutboxTest, ADeadReplicasLeaseIsTakenOverWhenItRunsOut) {
+  ASSERT_TRUE(Enqueue({"a"}).ok());
+  // Another replica took the destination and died mid-pass.
+  ASSERT_TRUE(
+      db_->Write([&](Connection& db) -> absl::Status {
+           auto insert = db.Prepare(
+               "INSERT INTO outbox_leases(destination, holder, "
+               "expire_micros) VALUES ('peer', 'dead-replica', ?)");
+           if (!insert.ok()) return insert.status();
+           return insert
+               ->Bind(1, absl::ToUnixMicros(clock_.Now() + absl::Seconds(10)))
+               .Run();
+         })
+          .ok());
+  auto worker = Worker();
+  EXPECT_EQ(worker->DeliverPending(absl::Milliseconds(50)).code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(peer_.received.empty());
+  clock_.Advance(absl::Seconds(11));
+  ASSERT_TRUE(worker->DeliverPending(absl::Seconds(5)).ok());
   EXPECT_THAT(peer_.received, ElementsAre("a"));
 }
 
