@@ -235,6 +235,10 @@ absl::StatusOr<std::unique_ptr<PostgresConnection>> PostgresConnection::Open(
     return absl::UnavailableError(
         absl::StrCat("cannot connect to PostgreSQL: ", message));
   }
+  // Notices ("relation already exists, skipping") would go to stderr, outside
+  // the JSON log; nothing in them needs an operator.
+  PQsetNoticeProcessor(
+      conn, [](void*, const char*) {}, nullptr);
   return std::unique_ptr<PostgresConnection>(new PostgresConnection(conn));
 }
 

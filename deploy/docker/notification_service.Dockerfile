@@ -8,7 +8,7 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
       --no-install-recommends build-essential cmake pkg-config \
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
       grpc-proto libabsl-dev libhiredis-dev libsqlite3-dev libssl-dev \
-      libcurl4-openssl-dev libgtest-dev libgmock-dev \
+      libcurl4-openssl-dev libpq-dev libgtest-dev libgmock-dev \
     && rm -rf /var/lib/apt/lists/*
 COPY . /src
 RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=Release \
@@ -18,7 +18,7 @@ RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=Release \
 FROM debian:12-slim
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
       --no-install-recommends libgrpc++1.51 libprotobuf32 libabsl20220623 \
-      libhiredis0.14 libsqlite3-0 libssl3 libcurl4 ca-certificates \
+      libhiredis0.14 libsqlite3-0 libpq5 libssl3 libcurl4 ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /build/services/notification_service/notification_service /usr/local/bin/notification_service
 # 65532: the conventional "nonroot" uid; the root filesystem is read-only

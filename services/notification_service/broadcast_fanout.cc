@@ -19,7 +19,9 @@ void BroadcastFanout::Start() {
         auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
           return woken_ || stopping_;
         };
-        mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(5));
+        // Every replica looks each second, so a broadcast whose replica
+        // died is taken up again within about a second.
+        mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(1));
         if (stopping_) return;
         woken_ = false;
       }
