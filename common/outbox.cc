@@ -123,12 +123,37 @@ absl::Status OutboxWorker::DeliverPending(absl::Duration deadline) {
     bool leased = false;
     RETURN_IF_ERROR(DeliverDue(give_up, &leased));
     if (leased) return absl::OkStatus();
-    if (absl::Now() >= stop_waiting) {
-      return absl::UnavailableError("another replica holds the outbox lease");
+    // Another replica's pass is under way and will most likely carry the
+    // message: watch (reading only, so as not to contend with its lease
+    // renewals) until nothing is due or the lease is free.
+    while (true) {
+      if (absl::Now() >= stop_waiting) {
+        return absl::UnavailableError("another replica holds the outbox lease");
+      }
+      absl::SleepFor(absl::Milliseconds(5));
+      int64_t due = 0;
+      bool held_elsewhere = false;
+      RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
+        ASSIGN_OR_RETURN(
+            Statement peek,
+            db.Prepare("SELECT (SELECT COUNT(*) FROM outbox WHERE destination "
+                       "= ?1 AND next_attempt_micros <= ?2), (SELECT COUNT(*) "
+                       "FROM outbox_leases WHERE destination = ?1 AND holder "
+                       "<> ?3 AND expire_micros > ?2)"));
+        ASSIGN_OR_RETURN(bool row,
+                         peek.Bind(1, destination_)
+                             .Bind(2, absl::ToUnixMicros(clock_->Now()))
+                             .Bind(3, holder_)
+                             .Step());
+        if (row) {
+          due = peek.ColumnInt64(0);
+          held_elsewhere = peek.ColumnInt64(1) > 0;
+        }
+        return absl::OkStatus();
+      }));
+      if (due == 0) return absl::OkStatus();
+      if (!held_elsewhere) break;
     }
-    // The holder's pass is under way and will most likely carry the message;
-    // look again shortly in case it ended just before the message committed.
-    absl::SleepFor(absl::Milliseconds(5));
   }
 }
 

@@ -63,7 +63,9 @@ struct OutboxOptions {
 };
 
 // Delivers one destination's outbox messages in id order, at least once,
-// until acknowledged:
+// until acknowledged (on PostgreSQL, ids follow insertion, not commit: two
+// messages enqueued by concurrent transactions may go out in either order;
+// receivers do not depend on the order of unrelated changes):
 // a delivered message is deleted; a failed one is retried after a backoff
 // (its attempts and last error recorded), forever — receivers are idempotent.
 // Delivery stops at the first failure of a pass, so a peer that is down is
@@ -94,9 +96,10 @@ class OutboxWorker {
   // Delivers every due message now from the caller's thread, giving up at
   // `deadline`; returns the first failure. Used right after a write so the
   // peer knows before the write is acknowledged. Returns at once while the
-  // peer is backing off after a failure (the loop retries); waits, within
-  // the deadline, while another replica holds the lease (its pass delivers
-  // the message). UNAVAILABLE when the deadline passes that way.
+  // peer is backing off after a failure (the loop retries). While another
+  // replica holds the lease, waits within the deadline until that replica
+  // has delivered everything due (OK) or let the lease go (then delivers);
+  // UNAVAILABLE when the deadline passes first.
   absl::Status DeliverPending(absl::Duration deadline);
 
   // Messages for this destination not yet delivered.

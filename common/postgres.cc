@@ -244,6 +244,11 @@ absl::StatusOr<std::unique_ptr<PostgresConnection>> PostgresConnection::Open(
 
 PostgresConnection::~PostgresConnection() { PQfinish(conn_); }
 
+bool PostgresConnection::Reusable() const {
+  return PQstatus(conn_) == CONNECTION_OK &&
+         PQtransactionStatus(conn_) == PQTRANS_IDLE;
+}
+
 absl::StatusOr<Statement> PostgresConnection::Prepare(absl::string_view sql) {
   auto it = statements_.find(sql);
   if (it == statements_.end()) {
@@ -326,19 +331,31 @@ absl::StatusOr<std::unique_ptr<PostgresConnection>>
 PostgresDatabase::Acquire() {
   {
     absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(this, &PostgresDatabase::CanAcquire));
     if (!idle_.empty()) {
       auto connection = std::move(idle_.back());
       idle_.pop_back();
       return connection;
     }
+    ++open_;
   }
-  return PostgresConnection::Open(options_.url);
+  auto connection = PostgresConnection::Open(options_.url);
+  if (!connection.ok()) {
+    absl::MutexLock lock(&mu_);
+    --open_;
+  }
+  return connection;
 }
 
 void PostgresDatabase::Release(std::unique_ptr<PostgresConnection> connection) {
+  std::unique_ptr<PostgresConnection> closing;
+  const bool reusable = connection->Reusable();
   absl::MutexLock lock(&mu_);
-  if (static_cast<int>(idle_.size()) < options_.pool_size) {
+  if (reusable) {
     idle_.push_back(std::move(connection));
+  } else {
+    closing = std::move(connection);  // closed after the lock is let go
+    --open_;
   }
 }
 
@@ -348,6 +365,9 @@ absl::Status PostgresDatabase::Transaction(const char* begin,
     ASSIGN_OR_RETURN(std::unique_ptr<PostgresConnection> connection, Acquire());
     connection->session().conflict = false;
     absl::Status status = connection->Exec(begin);
+    // A pooled connection the server has dropped (a restart, a failover):
+    // nothing ran yet, so try again on another.
+    const bool dropped = absl::IsUnavailable(status);
     if (status.ok()) status = body(*connection);
     if (status.ok()) {
       status = connection->Exec("COMMIT");
@@ -357,7 +377,8 @@ absl::Status PostgresDatabase::Transaction(const char* begin,
     // Only PostgreSQL's own conflicts are retried: a body may return
     // ABORTED for reasons of its own (a stale etag).
     const bool conflict = connection->session().conflict;
-    if (!absl::IsUnavailable(status)) Release(std::move(connection));
+    Release(std::move(connection));
+    if (dropped && attempt < options_.max_retries) continue;
     if (!conflict || attempt >= options_.max_retries) return status;
     // Another transaction won: run again after a jittered pause, so that
     // the losers do not collide in lockstep.

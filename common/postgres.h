@@ -95,6 +95,8 @@ class PostgresConnection : public Connection {
   absl::StatusOr<Statement> Prepare(absl::string_view sql) override;
   absl::Status Exec(const std::string& sql) override;
   int Changes() const override { return session_.changes; }
+  // Connected and outside any transaction: fit to go back to the pool.
+  bool Reusable() const;
   PostgresSession& session() { return session_; }
 
  private:
@@ -107,7 +109,8 @@ class PostgresConnection : public Connection {
 struct PostgresOptions {
   // postgresql://user:password@host:port/database?...
   std::string url;
-  // Default: 8.
+  // Connections a process keeps open at most; a transaction waits for one
+  // beyond that (as with SQLite's pool). Default: 8, the worker threads.
   int pool_size = 8;
   // Serialization failures retried per write. Default: 20.
   int max_retries = 20;
@@ -135,11 +138,17 @@ class PostgresDatabase : public Database {
       : options_(std::move(options)) {}
   absl::Status Transaction(const char* begin, const Body& body);
   absl::StatusOr<std::unique_ptr<PostgresConnection>> Acquire();
+  // Pools the connection, or closes it when it is broken or mid-transaction.
   void Release(std::unique_ptr<PostgresConnection> connection);
+  bool CanAcquire() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !idle_.empty() || open_ < options_.pool_size;
+  }
 
   const PostgresOptions options_;
   absl::Mutex mu_;
   std::vector<std::unique_ptr<PostgresConnection>> idle_ ABSL_GUARDED_BY(mu_);
+  // Connections open, idle or in use.
+  int open_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace custos

@@ -411,20 +411,18 @@ int64_t PermissionEngine::generation() const {
   return generation_;
 }
 
-// A committed write's version is never older than what it replaces, so it
-// is raised whatever the generation.
-void PermissionEngine::SiteChanged(const std::string& site_id,
-                                   int64_t version) {
-  RaiseSite(site_id, version, generation());
+void PermissionEngine::SiteChanged(const std::string& site_id, int64_t version,
+                                   int64_t generation) {
+  RaiseSite(site_id, version, generation);
 }
 
-void PermissionEngine::PilotsChanged(int64_t version) {
-  RaisePilots(version, generation());
+void PermissionEngine::PilotsChanged(int64_t version, int64_t generation) {
+  RaisePilots(version, generation);
 }
 
 void PermissionEngine::CustomerChanged(const std::string& customer_id,
-                                       int64_t version) {
-  RaiseCustomer(customer_id, version, generation());
+                                       int64_t version, int64_t generation) {
+  RaiseCustomer(customer_id, version, generation);
 }
 
 void PermissionEngine::WriteSequenceAdvanced(int64_t seq) {

@@ -83,10 +83,18 @@ class PermissionEngine {
   Answer ResolveFromMemory(const Subject& subject, const Resource& resource,
                            const Freshness& freshness);
 
-  // Called after a write commits and before it is acknowledged.
-  void SiteChanged(const std::string& site_id, int64_t version);
-  void PilotsChanged(int64_t version);
-  void CustomerChanged(const std::string& customer_id, int64_t version);
+  // Bumped whenever the known versions are forgotten (SyncWithStore).
+  int64_t generation() const ABSL_LOCKS_EXCLUDED(versions_mu_);
+
+  // Called after a write commits and before it is acknowledged, with the
+  // generation() read before the write began: if versions were forgotten
+  // since, the write's version is not recorded (it may be older than a
+  // write that committed after it), and is read from the store on next use.
+  void SiteChanged(const std::string& site_id, int64_t version,
+                   int64_t generation);
+  void PilotsChanged(int64_t version, int64_t generation);
+  void CustomerChanged(const std::string& customer_id, int64_t version,
+                       int64_t generation);
   // Called last: the write with sequence number `seq` is reflected.
   void WriteSequenceAdvanced(int64_t seq);
   // Every write up to this sequence number is reflected in the versions
@@ -139,7 +147,6 @@ class PermissionEngine {
                      int64_t generation) ABSL_LOCKS_EXCLUDED(versions_mu_);
   void RaisePilots(int64_t version, int64_t generation)
       ABSL_LOCKS_EXCLUDED(versions_mu_);
-  int64_t generation() const ABSL_LOCKS_EXCLUDED(versions_mu_);
   // Moves applied_seq_ over the pending sequence numbers that follow it.
   void ApplyPending() ABSL_EXCLUSIVE_LOCKS_REQUIRED(versions_mu_);
 

@@ -79,24 +79,30 @@ CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state,
 CREATE INDEX webhook_deliveries_newest ON webhook_deliveries(owner,
   endpoint_id, create_micros, alert_id);
 )sql"},
-      // The stream cursor: each inbox numbers its rows 1, 2, … in commit
-      // order (Deliver takes the inbox's highest number + 1 inside the write
-      // transaction, so two writers to one inbox conflict and one retries).
-      // SQLite's rowid served before, and is kept as the number of existing
-      // rows so resume cursors stay valid; PostgreSQL has no rowid.
+      // The stream cursor: inbox rows are numbered in commit order. Deliver
+      // takes a block of numbers from the one inbox_arrivals row inside its
+      // write transaction, so inbox writers follow one another (SQLite: one
+      // writer; PostgreSQL: the row's lock, a concurrent writer retries) and
+      // a row never commits behind a cursor already handed out. SQLite's
+      // rowid served before and is kept, so resume cursors stay valid;
+      // PostgreSQL has no rowid.
       {8, R"sql(
 ALTER TABLE inbox ADD COLUMN arrival INTEGER NOT NULL DEFAULT 0;
 UPDATE inbox SET arrival = rowid;
+CREATE TABLE inbox_arrivals (last INTEGER NOT NULL);
+INSERT INTO inbox_arrivals SELECT COALESCE(MAX(arrival), 0) FROM inbox;
 DROP INDEX inbox_arrival;
-CREATE UNIQUE INDEX inbox_by_arrival ON inbox(user_id, arrival);
+CREATE INDEX inbox_by_arrival ON inbox(user_id, arrival);
 )sql",
        R"sql(
 ALTER TABLE inbox ADD COLUMN arrival BIGINT NOT NULL DEFAULT 0;
 UPDATE inbox SET arrival = r.n FROM (SELECT user_id, alert_id, ROW_NUMBER()
-  OVER (PARTITION BY user_id ORDER BY create_micros, alert_id) AS n FROM inbox) r
+  OVER (ORDER BY create_micros, alert_id) AS n FROM inbox) r
   WHERE inbox.user_id = r.user_id AND inbox.alert_id = r.alert_id;
+CREATE TABLE inbox_arrivals (last BIGINT NOT NULL);
+INSERT INTO inbox_arrivals SELECT COALESCE(MAX(arrival), 0) FROM inbox;
 DROP INDEX inbox_arrival;
-CREATE UNIQUE INDEX inbox_by_arrival ON inbox(user_id, arrival);
+CREATE INDEX inbox_by_arrival ON inbox(user_id, arrival);
 )sql"},
   };
   return *migrations;
@@ -264,17 +270,26 @@ absl::Status NotificationStore::AddRecipients(Connection& db,
 absl::StatusOr<int64_t> NotificationStore::Deliver(
     Connection& db, const std::string& alert_id,
     const std::vector<std::string>& users, absl::Time now) {
+  if (users.empty()) return 0;
+  ASSIGN_OR_RETURN(Statement take,
+                   db.Prepare("UPDATE inbox_arrivals SET last = last + ? "
+                              "RETURNING last"));
+  ASSIGN_OR_RETURN(bool row,
+                   take.Bind(1, static_cast<int64_t>(users.size())).Step());
+  if (!row) return absl::InternalError("inbox_arrivals has no row");
+  // Numbers of rows ignored as repeats are simply not used.
+  int64_t arrival = take.ColumnInt64(0) - static_cast<int64_t>(users.size());
+  RETURN_IF_ERROR(take.Run());
   ASSIGN_OR_RETURN(Statement insert,
                    db.Prepare("INSERT INTO inbox(user_id, alert_id, "
-                              "create_micros, arrival) SELECT ?1, ?2, ?3, "
-                              "COALESCE(MAX(arrival), 0) + 1 FROM inbox WHERE "
-                              "user_id = ?1 ON CONFLICT(user_id, alert_id) DO "
-                              "NOTHING"));
+                              "create_micros, arrival) VALUES (?, ?, ?, ?) ON "
+                              "CONFLICT(user_id, alert_id) DO NOTHING"));
   int64_t delivered = 0;
   for (const std::string& user : users) {
     RETURN_IF_ERROR(insert.Bind(1, user)
                         .Bind(2, alert_id)
                         .Bind(3, absl::ToUnixMicros(now))
+                        .Bind(4, ++arrival)
                         .Run());
     delivered += db.Changes();
     insert.Reset();

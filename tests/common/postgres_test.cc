@@ -214,5 +214,37 @@ TEST_F(PostgresTest, ConcurrentWritesBehaveAsIfAlone) {
   EXPECT_EQ(value, kThreads * kIncrements);
 }
 
+TEST_F(PostgresTest,
+       ConnectionsTheServerDroppedAreReplacedWithoutFailingACall) {
+  const std::string url = NewDatabase();
+  auto db = Open(url);
+  ASSERT_NE(db, nullptr);
+  // Fill the pool with several connections, all idle afterwards.
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 4; ++i) {
+    readers.emplace_back([&] {
+      EXPECT_TRUE(db->Read([](Connection& c) {
+                      return c.Exec("SELECT pg_sleep(0.05)");
+                    }).ok());
+    });
+  }
+  for (auto& reader : readers) reader.join();
+  // As after a server restart or failover: every pooled connection is gone.
+  auto admin = Open(url);
+  ASSERT_NE(admin, nullptr);
+  ASSERT_TRUE(admin
+                  ->Read([](Connection& c) {
+                    return c.Exec(
+                        "SELECT pg_terminate_backend(pid) FROM "
+                        "pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid()");
+                  })
+                  .ok());
+  absl::Status write = db->Write([](Connection& c) {
+    return c.Exec("UPDATE counters SET value = value + 1 WHERE name = 'hits'");
+  });
+  EXPECT_TRUE(write.ok()) << write;
+}
+
 }  // namespace
 }  // namespace custos
