@@ -27,6 +27,7 @@
 #include "tests/support/redis_server.h"
 #include "tests/support/service_process.h"
 #include "tests/support/test_database.h"
+#include "tests/support/test_token.h"
 
 namespace custos::access {
 namespace {
@@ -71,12 +72,7 @@ std::string FieldOf(const grpc::Status& status) {
 
 std::string Token(const std::string& subject,
                   std::vector<std::string> roles = {}) {
-  JwtClaims claims;
-  claims.subject = subject;
-  claims.roles = std::move(roles);
-  claims.issued_at = absl::Now();
-  claims.expires_at = absl::Now() + absl::Hours(2);
-  return SignJwtHs256(claims, kSecret);
+  return ::custos::testing::TestToken(kSecret, subject, std::move(roles));
 }
 
 class AccessServiceTest : public ::testing::Test {

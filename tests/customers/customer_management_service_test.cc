@@ -24,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "tests/support/service_process.h"
 #include "tests/support/test_database.h"
+#include "tests/support/test_token.h"
 
 namespace custos::customers {
 namespace {
@@ -68,12 +69,7 @@ std::string Token(const std::string& subject,
                   std::vector<std::string> roles = {},
                   absl::Duration ttl = absl::Hours(1),
                   const std::string& secret = kSecret) {
-  JwtClaims claims;
-  claims.subject = subject;
-  claims.roles = std::move(roles);
-  claims.issued_at = absl::Now();
-  claims.expires_at = absl::Now() + ttl;
-  return SignJwtHs256(claims, secret);
+  return ::custos::testing::TestToken(secret, subject, std::move(roles), ttl);
 }
 
 class CustomerManagementServiceTest : public ::testing::Test {

@@ -25,6 +25,7 @@
 #include "tests/support/http_receiver.h"
 #include "tests/support/service_process.h"
 #include "tests/support/test_database.h"
+#include "tests/support/test_token.h"
 
 namespace custos::notifications {
 namespace {
@@ -45,12 +46,7 @@ constexpr char kSecret[] = "notification-integration-secret-012345";
 
 std::string Token(const std::string& subject,
                   std::vector<std::string> roles = {}) {
-  JwtClaims claims;
-  claims.subject = subject;
-  claims.roles = std::move(roles);
-  claims.issued_at = absl::Now();
-  claims.expires_at = absl::Now() + absl::Hours(1);
-  return SignJwtHs256(claims, kSecret);
+  return ::custos::testing::TestToken(kSecret, subject, std::move(roles));
 }
 
 std::string FieldOf(const grpc::Status& status) {

@@ -29,6 +29,7 @@
 #include "tests/support/redis_server.h"
 #include "tests/support/service_process.h"
 #include "tests/support/test_database.h"
+#include "tests/support/test_token.h"
 
 namespace custos {
 namespace {
@@ -54,18 +55,16 @@ constexpr char kNotificationsBinary[] =
 // How often each access replica reads the store's write sequence: the
 // documented staleness bound of checks made without a consistency token.
 constexpr absl::Duration kVersionSyncInterval = absl::Milliseconds(300);
+// Pending access requests expire this soon (R6); every request the other
+// tests make is decided at once.
+constexpr absl::Duration kRequestTtl = absl::Seconds(3);
 // Replica A is [0], replica B is [1].
 constexpr int kA = 0;
 constexpr int kB = 1;
 
 std::string Token(const std::string& subject,
                   std::vector<std::string> roles = {}) {
-  JwtClaims claims;
-  claims.subject = subject;
-  claims.roles = std::move(roles);
-  claims.issued_at = absl::Now();
-  claims.expires_at = absl::Now() + absl::Hours(1);
-  return SignJwtHs256(claims, kSecret);
+  return ::custos::testing::TestToken(kSecret, subject, std::move(roles));
 }
 
 class ReplicaTest : public ::testing::Test {
@@ -109,7 +108,11 @@ class ReplicaTest : public ::testing::Test {
            absl::StrCat("--policy_file=", std::getenv("CUSTOS_SOURCE_DIR"),
                         "/deploy/base/policy/default_policy.textproto"),
            absl::StrCat("--version_sync_interval=",
-                        absl::FormatDuration(kVersionSyncInterval))});
+                        absl::FormatDuration(kVersionSyncInterval)),
+           // Both replicas sweep often, so that they race to expire.
+           absl::StrCat("--access_request_ttl=",
+                        absl::FormatDuration(kRequestTtl)),
+           "--expiry_sweep_interval=20ms"});
       ASSERT_NE(access_[i], nullptr);
     }
     for (int i : {kA, kB}) {
@@ -450,6 +453,62 @@ TEST_F(ReplicaTest, R11_R12_BroadcastReachesEveryoneOnceWhenAReplicaIsKilled) {
     for (const auto& n : inbox.notifications()) alerts.push_back(n.alert());
     EXPECT_THAT(alerts, ElementsAre(broadcast.name()));
   }
+}
+
+TEST_F(ReplicaTest, R6_R8_BothReplicasSweepingExpireARequestOnce) {
+  SeedAcme();
+  ASSERT_FALSE(HasFailure());
+  av1::CreateAccessRequestRequest ask;
+  ask.set_parent("sites/acme");
+  ask.mutable_access_request()->set_requested_role(av1::SITE_ROLE_VIEW_ONLY);
+  ask.mutable_access_request()->set_justification("New starter");
+  av1::AccessRequest pending;
+  auto status = access_stub_[kA]->CreateAccessRequest(As(Token("henry")).get(),
+                                                      ask, &pending);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+
+  // Both replicas sweep every 20 ms; one of them expires it.
+  av1::GetAccessRequestRequest get;
+  get.set_name(pending.name());
+  av1::AccessRequest seen;
+  const absl::Time give_up = absl::Now() + kRequestTtl + absl::Seconds(10);
+  while (seen.state() != av1::AccessRequest::STATE_EXPIRED &&
+         absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(50));
+    status = access_stub_[kB]->GetAccessRequest(As(care_).get(), get, &seen);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  ASSERT_EQ(seen.state(), av1::AccessRequest::STATE_EXPIRED);
+  absl::SleepFor(absl::Milliseconds(500));  // many more sweeps by both
+
+  // Expired once: one audit event, written in the expiring transaction.
+  custos::common::v1::ListAuditEventsRequest audit;
+  audit.set_parent(pending.name());
+  custos::common::v1::ListAuditEventsResponse events;
+  status = access_stub_[kA]->ListAuditEvents(As(care_).get(), audit, &events);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  int expirations = 0;
+  for (const auto& event : events.audit_events()) {
+    if (event.action() == "ExpireAccessRequest") ++expirations;
+  }
+  EXPECT_EQ(expirations, 1);
+
+  // R8: henry is told once, through the outbox of whichever replica it was.
+  nv1::ListNotificationsRequest list;
+  list.set_parent("users/henry");
+  nv1::ListNotificationsResponse inbox;
+  const absl::Time told_by = absl::Now() + absl::Seconds(10);
+  while (inbox.notifications_size() == 0 && absl::Now() < told_by) {
+    absl::SleepFor(absl::Milliseconds(50));
+    status = notifications_stub_[kA]->ListNotifications(
+        As(Token("henry")).get(), list, &inbox);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  absl::SleepFor(absl::Milliseconds(500));
+  status = notifications_stub_[kA]->ListNotifications(As(Token("henry")).get(),
+                                                      list, &inbox);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(inbox.notifications_size(), 1);
 }
 
 }  // namespace
