@@ -43,4 +43,26 @@ absl::StatusOr<std::unique_ptr<Database>> OpenDatabase(
   return std::unique_ptr<Database>(std::move(database));
 }
 
+Metrics::Collector DatabaseMetrics(const Database* database) {
+  return [database](MetricsText& out) {
+    const DatabaseStats stats = database->Stats();
+    out.Family("custos_database_backend", "gauge",
+               "1, labelled with the store this process uses.");
+    out.Sample("custos_database_backend", {{"backend", stats.backend}}, 1);
+    out.Family("custos_database_connections_open", "gauge",
+               "Connections to the store open now, idle or in use.");
+    out.Sample("custos_database_connections_open", {},
+               static_cast<double>(stats.open_connections));
+    out.Family("custos_database_conflict_retries_total", "counter",
+               "Write transactions run again after a concurrent one won "
+               "(PostgreSQL serialization failures and deadlocks).");
+    out.Sample("custos_database_conflict_retries_total", {},
+               static_cast<double>(stats.conflict_retries));
+    out.Family("custos_database_connections_replaced_total", "counter",
+               "Pooled connections the server had dropped, replaced on use.");
+    out.Sample("custos_database_connections_replaced_total", {},
+               static_cast<double>(stats.connections_replaced));
+  };
+}
+
 }  // namespace custos

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/metrics.h"
 
 namespace custos {
 
@@ -121,6 +122,16 @@ struct Migration {
   std::string postgres_sql;
 };
 
+// What a database reports to the metrics (DatabaseMetrics).
+struct DatabaseStats {
+  const char* backend = "";  // "sqlite" or "postgresql"
+  int64_t open_connections = 0;
+  // Write transactions run again after losing to a concurrent one.
+  int64_t conflict_retries = 0;
+  // Pooled connections found dropped by the server and replaced.
+  int64_t connections_replaced = 0;
+};
+
 // A service's database. Write transactions behave as if each ran alone
 // (SQLite: one writer; PostgreSQL: SERIALIZABLE, retried on conflicts), so
 // a read-then-write inside one Write is safe across replicas. A Write body
@@ -136,6 +147,7 @@ class Database {
   virtual absl::Status Write(const Body& body) = 0;
   // One consistent snapshot.
   virtual absl::Status Read(const Body& body) = 0;
+  virtual DatabaseStats Stats() const = 0;
 };
 
 // Opens `spec` — "sqlite:PATH" or "postgresql://..." (also "postgres://")
@@ -146,6 +158,10 @@ absl::StatusOr<std::unique_ptr<Database>> OpenDatabase(
 
 // Whether `spec` names a PostgreSQL database.
 bool IsPostgresSpec(absl::string_view spec);
+
+// custos_database_* for `database`, at every scrape.
+// REQUIRES: `database` outlives the collector's registration.
+Metrics::Collector DatabaseMetrics(const Database* database);
 
 }  // namespace custos
 

@@ -378,8 +378,12 @@ absl::Status PostgresDatabase::Transaction(const char* begin,
     // ABORTED for reasons of its own (a stale etag).
     const bool conflict = connection->session().conflict;
     Release(std::move(connection));
-    if (dropped && attempt < options_.max_retries) continue;
+    if (dropped && attempt < options_.max_retries) {
+      connections_replaced_.fetch_add(1);
+      continue;
+    }
     if (!conflict || attempt >= options_.max_retries) return status;
+    conflict_retries_.fetch_add(1);
     // Another transaction won: run again after a jittered pause, so that
     // the losers do not collide in lockstep.
     thread_local absl::InsecureBitGen jitter;
@@ -390,6 +394,18 @@ absl::Status PostgresDatabase::Transaction(const char* begin,
 
 absl::Status PostgresDatabase::Write(const Body& body) {
   return Transaction("BEGIN ISOLATION LEVEL SERIALIZABLE", body);
+}
+
+DatabaseStats PostgresDatabase::Stats() const {
+  DatabaseStats stats;
+  stats.backend = "postgresql";
+  {
+    absl::MutexLock lock(&mu_);
+    stats.open_connections = open_;
+  }
+  stats.conflict_retries = conflict_retries_.load();
+  stats.connections_replaced = connections_replaced_.load();
+  return stats;
 }
 
 absl::Status PostgresDatabase::Read(const Body& body) {

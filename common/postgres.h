@@ -1,6 +1,7 @@
 #ifndef CUSTOS_COMMON_POSTGRES_H_
 #define CUSTOS_COMMON_POSTGRES_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -132,6 +133,7 @@ class PostgresDatabase : public Database {
   // `body` may run more than once (after a serialization failure).
   absl::Status Write(const Body& body) override;
   absl::Status Read(const Body& body) override;
+  DatabaseStats Stats() const override;
 
  private:
   explicit PostgresDatabase(PostgresOptions options)
@@ -145,10 +147,12 @@ class PostgresDatabase : public Database {
   }
 
   const PostgresOptions options_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::vector<std::unique_ptr<PostgresConnection>> idle_ ABSL_GUARDED_BY(mu_);
   // Connections open, idle or in use.
   int open_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<int64_t> conflict_retries_{0};
+  std::atomic<int64_t> connections_replaced_{0};
 };
 
 }  // namespace custos

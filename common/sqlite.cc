@@ -220,6 +220,13 @@ absl::Status SqliteDatabase::Write(const Body& body) {
   return Transaction("BEGIN IMMEDIATE", body);
 }
 
+DatabaseStats SqliteDatabase::Stats() const {
+  DatabaseStats stats;
+  stats.backend = "sqlite";
+  stats.open_connections = static_cast<int64_t>(all_.size());
+  return stats;
+}
+
 absl::Status SqliteDatabase::Read(const Body& body) {
   return Transaction("BEGIN", body);
 }

@@ -94,6 +94,7 @@ class SqliteDatabase : public Database {
   absl::Status Write(const Body& body) override;
   // Runs `body` in a read transaction: one consistent snapshot.
   absl::Status Read(const Body& body) override;
+  DatabaseStats Stats() const override;
 
  private:
   SqliteDatabase() = default;

@@ -68,6 +68,7 @@ int main(int argc, char** argv) {
 
   auto db = custos::access::AccessStore::Open(absl::GetFlag(FLAGS_database));
   if (!db.ok()) Die("cannot open database: " + db.status().ToString());
+  custos::Metrics::Default().AddCollector(custos::DatabaseMetrics(db->get()));
 
   custos::RedisOptions redis_options;
   redis_options.address = absl::GetFlag(FLAGS_redis);

@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   auto db =
       custos::customers::CustomerStore::Open(absl::GetFlag(FLAGS_database));
   if (!db.ok()) Die("cannot open database: " + db.status().ToString());
+  custos::Metrics::Default().AddCollector(custos::DatabaseMetrics(db->get()));
 
   // Outboxes to the peers (DESIGN §1), one worker per peer so that one
   // peer's outage never delays another's messages.

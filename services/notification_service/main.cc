@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
   auto db = custos::notifications::NotificationStore::Open(
       absl::GetFlag(FLAGS_database));
   if (!db.ok()) Die("cannot open database: " + db.status().ToString());
+  custos::Metrics::Default().AddCollector(custos::DatabaseMetrics(db->get()));
 
   custos::ServiceToken token(custos::ServiceTokenFileFlag());
   custos::notifications::GrpcRoutingSource routing(

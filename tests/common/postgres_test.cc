@@ -244,6 +244,10 @@ TEST_F(PostgresTest,
     return c.Exec("UPDATE counters SET value = value + 1 WHERE name = 'hits'");
   });
   EXPECT_TRUE(write.ok()) << write;
+  const DatabaseStats stats = db->Stats();
+  EXPECT_STREQ(stats.backend, "postgresql");
+  EXPECT_GE(stats.connections_replaced, 1);
+  EXPECT_LE(stats.open_connections, 8);  // the pool's cap
 }
 
 }  // namespace

@@ -555,6 +555,15 @@ TEST_F(CrossServiceTest, MetricsAreScrapedFromEveryService) {
   EXPECT_THAT(access, HasSubstr("custos_outbox_deliveries_total{destination="
                                 "\"notifications\",result=\"ok\"} 2\n"));
 
+  // The store behind each service, and how it copes.
+  EXPECT_THAT(access, HasSubstr(::custos::testing::TestingPostgres()
+                                    ? "custos_database_backend{backend="
+                                      "\"postgresql\"} 1\n"
+                                    : "custos_database_backend{backend="
+                                      "\"sqlite\"} 1\n"));
+  EXPECT_THAT(access, HasSubstr("custos_database_conflict_retries_total "));
+  EXPECT_THAT(access, HasSubstr("custos_database_connections_open "));
+
   const std::string customers = HttpGet(metrics_ports_[0], "/metrics");
   EXPECT_THAT(customers,
               HasSubstr("custos_outbox_depth{destination=\"access\"} 0\n"));
