@@ -16,10 +16,14 @@ absl::Status Statement::Run() {
   }
 }
 
+namespace {
+
 bool IsPostgresSpec(absl::string_view spec) {
   return absl::StartsWith(spec, "postgresql://") ||
          absl::StartsWith(spec, "postgres://");
 }
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Database>> OpenDatabase(
     const std::string& spec, const std::vector<Migration>& migrations) {

@@ -156,9 +156,6 @@ class Database {
 absl::StatusOr<std::unique_ptr<Database>> OpenDatabase(
     const std::string& spec, const std::vector<Migration>& migrations);
 
-// Whether `spec` names a PostgreSQL database.
-bool IsPostgresSpec(absl::string_view spec);
-
 // custos_database_* for `database`, at every scrape.
 // REQUIRES: `database` outlives the collector's registration.
 Metrics::Collector DatabaseMetrics(const Database* database);

@@ -384,25 +384,35 @@ PermissionEngine::ComputeCustomer(const Subject& subject,
   return answer;
 }
 
+// After versions were forgotten, what is known again was read from
+// snapshots that include every write the forgetting sync saw: raising it
+// (max) is safe, but a value from before the sync must not fill an empty
+// slot, where it could stand for a newer write it never saw.
 void PermissionEngine::RaiseSite(const std::string& site_id, int64_t version,
                                  int64_t generation) {
   absl::MutexLock lock(&versions_mu_);
-  if (generation != generation_) return;
-  int64_t& known = site_versions_[site_id];
-  known = std::max(known, version);
+  auto it = site_versions_.find(site_id);
+  if (it == site_versions_.end()) {
+    if (generation != generation_) return;
+    it = site_versions_.emplace(site_id, version).first;
+  }
+  it->second = std::max(it->second, version);
 }
 
 void PermissionEngine::RaiseCustomer(const std::string& customer_id,
                                      int64_t version, int64_t generation) {
   absl::MutexLock lock(&versions_mu_);
-  if (generation != generation_) return;
-  int64_t& known = customer_versions_[customer_id];
-  known = std::max(known, version);
+  auto it = customer_versions_.find(customer_id);
+  if (it == customer_versions_.end()) {
+    if (generation != generation_) return;
+    it = customer_versions_.emplace(customer_id, version).first;
+  }
+  it->second = std::max(it->second, version);
 }
 
 void PermissionEngine::RaisePilots(int64_t version, int64_t generation) {
   absl::MutexLock lock(&versions_mu_);
-  if (generation != generation_) return;
+  if (pilots_version_ < 0 && generation != generation_) return;
   pilots_version_ = std::max(pilots_version_, version);
 }
 

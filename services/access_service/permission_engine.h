@@ -88,8 +88,9 @@ class PermissionEngine {
 
   // Called after a write commits and before it is acknowledged, with the
   // generation() read before the write began: if versions were forgotten
-  // since, the write's version is not recorded (it may be older than a
-  // write that committed after it), and is read from the store on next use.
+  // since, the write's version only raises what was read again meanwhile
+  // (it may be older than a write that committed after it); otherwise the
+  // version is read from the store on next use.
   void SiteChanged(const std::string& site_id, int64_t version,
                    int64_t generation);
   void PilotsChanged(int64_t version, int64_t generation);
@@ -139,8 +140,9 @@ class PermissionEngine {
                                      const Subject& subject,
                                      const Resource& resource);
   void Remember(const std::string& key, const Answer& answer);
-  // Raises known versions, unless the versions were forgotten since
-  // `generation` was read (the values may predate what was forgotten).
+  // Raises known versions; a version not known is only recorded when the
+  // versions were not forgotten since `generation` was read (the value may
+  // predate what was forgotten).
   void RaiseSite(const std::string& site_id, int64_t version,
                  int64_t generation) ABSL_LOCKS_EXCLUDED(versions_mu_);
   void RaiseCustomer(const std::string& customer_id, int64_t version,
