@@ -131,30 +131,33 @@ absl::Status OutboxWorker::DeliverPending(absl::Duration deadline) {
         return absl::UnavailableError("another replica holds the outbox lease");
       }
       absl::SleepFor(absl::Milliseconds(5));
-      int64_t due = 0;
-      bool held_elsewhere = false;
-      RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
-        ASSIGN_OR_RETURN(
-            Statement peek,
-            db.Prepare("SELECT (SELECT COUNT(*) FROM outbox WHERE destination "
-                       "= ?1 AND next_attempt_micros <= ?2), (SELECT COUNT(*) "
-                       "FROM outbox_leases WHERE destination = ?1 AND holder "
-                       "<> ?3 AND expire_micros > ?2)"));
-        ASSIGN_OR_RETURN(bool row,
-                         peek.Bind(1, destination_)
-                             .Bind(2, absl::ToUnixMicros(clock_->Now()))
-                             .Bind(3, holder_)
-                             .Step());
-        if (row) {
-          due = peek.ColumnInt64(0);
-          held_elsewhere = peek.ColumnInt64(1) > 0;
-        }
-        return absl::OkStatus();
-      }));
-      if (due == 0) return absl::OkStatus();
-      if (!held_elsewhere) break;
+      ASSIGN_OR_RETURN(Outlook outlook, Look());
+      if (outlook.due == 0) return absl::OkStatus();
+      if (!outlook.held_elsewhere) break;
     }
   }
+}
+
+absl::StatusOr<OutboxWorker::Outlook> OutboxWorker::Look() {
+  Outlook outlook;
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(
+        Statement look,
+        db.Prepare("SELECT (SELECT COUNT(*) FROM outbox WHERE destination = ?1 "
+                   "AND next_attempt_micros <= ?2), (SELECT COUNT(*) FROM "
+                   "outbox_leases WHERE destination = ?1 AND holder <> ?3 AND "
+                   "expire_micros > ?2)"));
+    ASSIGN_OR_RETURN(bool row, look.Bind(1, destination_)
+                                   .Bind(2, absl::ToUnixMicros(clock_->Now()))
+                                   .Bind(3, holder_)
+                                   .Step());
+    if (row) {
+      outlook.due = look.ColumnInt64(0);
+      outlook.held_elsewhere = look.ColumnInt64(1) > 0;
+    }
+    return absl::OkStatus();
+  }));
+  return outlook;
 }
 
 absl::StatusOr<bool> OutboxWorker::HoldLease(Connection& db) {
@@ -181,6 +184,10 @@ absl::Duration OutboxWorker::Backoff(int64_t attempts) {
 
 absl::Status OutboxWorker::DeliverDue(absl::Time give_up, bool* leased) {
   absl::MutexLock deliver_lock(&deliver_mu_);
+  // Looked at first by reading, so that idle replicas write nothing.
+  ASSIGN_OR_RETURN(Outlook outlook, Look());
+  if (leased != nullptr) *leased = !outlook.held_elsewhere;
+  if (outlook.due == 0 || outlook.held_elsewhere) return absl::OkStatus();
   bool held = false;
   RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(held, HoldLease(db));

@@ -116,6 +116,11 @@ class OutboxWorker {
   // One pass under the lease; OK and `*leased` false when another replica
   // holds it.
   absl::Status DeliverDue(absl::Time give_up, bool* leased = nullptr);
+  struct Outlook {
+    int64_t due = 0;              // messages due now
+    bool held_elsewhere = false;  // another replica holds the lease
+  };
+  absl::StatusOr<Outlook> Look();
   absl::Status DeliverLeased(absl::Time give_up);
   // Takes or renews the destination's lease in `db`'s transaction; false
   // when another replica holds it.
