@@ -120,9 +120,8 @@ const std::string* const kListInboxSql = new std::string(absl::StrCat(
     "SELECT ", kNotificationColumns,
     " FROM inbox i JOIN alerts a ON a.id = i.alert_id WHERE i.user_id = ?1 "
     "AND (?2 = 0 OR i.read = 0) AND (CAST(?3 AS BIGINT) IS NULL OR "
-    "(i.create_micros, "
-    "i.alert_id) < (?3, ?4)) ORDER BY i.create_micros DESC, i.alert_id DESC "
-    "LIMIT ?5"));
+    "(i.create_micros, i.alert_id) < (?3, ?4)) ORDER BY i.create_micros DESC, "
+    "i.alert_id DESC LIMIT ?5"));
 const std::string* const kListArrivedSql = new std::string(absl::StrCat(
     "SELECT i.arrival, ", kNotificationColumns,
     " FROM inbox i JOIN alerts a ON a.id = i.alert_id WHERE i.user_id = ?1 "
