@@ -26,12 +26,17 @@ bool IsPostgresSpec(absl::string_view spec) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Database>> OpenDatabase(
-    const std::string& spec, const std::vector<Migration>& migrations) {
+    const std::string& spec, const std::vector<Migration>& migrations,
+    const DatabaseOptions& options) {
+  if (options.connections < 1) {
+    return absl::InvalidArgumentError("connections must be at least 1");
+  }
   if (IsPostgresSpec(spec)) {
-    PostgresOptions options;
-    options.url = spec;
+    PostgresOptions postgres;
+    postgres.url = spec;
+    postgres.pool_size = options.connections;
     ASSIGN_OR_RETURN(std::unique_ptr<PostgresDatabase> database,
-                     PostgresDatabase::Open(options, migrations));
+                     PostgresDatabase::Open(postgres, migrations));
     return std::unique_ptr<Database>(std::move(database));
   }
   absl::string_view path = spec;
@@ -40,10 +45,11 @@ absl::StatusOr<std::unique_ptr<Database>> OpenDatabase(
         absl::StrCat("database must be sqlite:PATH or postgresql://..., got \"",
                      spec, "\""));
   }
-  SqliteOptions options;
-  options.path = std::string(path);
+  SqliteOptions sqlite;
+  sqlite.path = std::string(path);
+  sqlite.pool_size = options.connections;
   ASSIGN_OR_RETURN(std::unique_ptr<SqliteDatabase> database,
-                   SqliteDatabase::Open(options, migrations));
+                   SqliteDatabase::Open(sqlite, migrations));
   return std::unique_ptr<Database>(std::move(database));
 }
 

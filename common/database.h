@@ -150,11 +150,18 @@ class Database {
   virtual DatabaseStats Stats() const = 0;
 };
 
+struct DatabaseOptions {
+  // Connections kept open at most; a transaction waits for one beyond that.
+  // Default: 8.
+  int connections = 8;
+};
+
 // Opens `spec` — "sqlite:PATH" or "postgresql://..." (also "postgres://")
 // — and applies every migration above the stored version, exactly once even
 // when several replicas start at once. INVALID_ARGUMENT for any other spec.
 absl::StatusOr<std::unique_ptr<Database>> OpenDatabase(
-    const std::string& spec, const std::vector<Migration>& migrations);
+    const std::string& spec, const std::vector<Migration>& migrations,
+    const DatabaseOptions& options = {});
 
 // custos_database_* for `database`, at every scrape.
 // REQUIRES: `database` outlives the collector's registration.

@@ -24,6 +24,9 @@ ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "how long SIGTERM waits for in-flight calls");
 ABSL_FLAG(int, worker_threads, 8,
           "threads running handlers, SQLite work and peer calls");
+ABSL_FLAG(int, database_connections, 8,
+          "connections each process keeps to its database at most; with "
+          "PostgreSQL, size max_connections for replicas x this, per service");
 ABSL_FLAG(std::string, service_token_file, "",
           "JWT with role `service` presented to peers; re-read when it "
           "changes");
@@ -72,6 +75,13 @@ ServerOptions ServerOptionsFromFlags(std::string listen,
 }
 
 int WorkerThreadsFlag() { return absl::GetFlag(FLAGS_worker_threads); }
+
+DatabaseOptions DatabaseOptionsFromFlags() {
+  DatabaseOptions options;
+  options.connections = absl::GetFlag(FLAGS_database_connections);
+  if (options.connections < 1) Die("--database_connections must be at least 1");
+  return options;
+}
 
 std::string ServiceTokenFileFlag() {
   return absl::GetFlag(FLAGS_service_token_file);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "common/auth.h"
+#include "common/database.h"
 #include "common/server.h"
 
 namespace custos {
@@ -12,9 +13,9 @@ namespace custos {
 // The flags every service binary takes, defined once here:
 // --jwt_hs256_secret_file, --jwt_rs256_public_key_file, --jwt_issuer,
 // --jwt_audience, --tls_cert_file, --tls_key_file, --tls_client_ca_file,
-// --metrics_listen, --shutdown_grace_seconds, --worker_threads and
-// --service_token_file. Each binary adds its own (--listen, --database,
-// peers, ...). Call after ParseFlagsWithEnvironment.
+// --metrics_listen, --shutdown_grace_seconds, --worker_threads,
+// --database_connections and --service_token_file. Each binary adds its own
+// (--listen, --database, peers, ...). Call after ParseFlagsWithEnvironment.
 
 // Logs the message and exits 1.
 [[noreturn]] void Die(const std::string& message);
@@ -28,6 +29,8 @@ ServerOptions ServerOptionsFromFlags(std::string listen,
                                      std::vector<std::string> health_names);
 
 int WorkerThreadsFlag();
+// --database_connections; exits when it is below 1.
+DatabaseOptions DatabaseOptionsFromFlags();
 std::string ServiceTokenFileFlag();
 
 }  // namespace custos

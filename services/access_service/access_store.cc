@@ -186,8 +186,8 @@ int64_t ToMicros(const google::protobuf::Timestamp& timestamp) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Database>> AccessStore::Open(
-    const std::string& database) {
-  return OpenDatabase(database, Migrations());
+    const std::string& database, const DatabaseOptions& options) {
+  return OpenDatabase(database, Migrations(), options);
 }
 
 absl::Status AccessStore::InsertSite(Connection& db, const std::string& site_id,

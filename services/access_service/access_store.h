@@ -37,7 +37,7 @@ class AccessStore {
   // Opens `database` (sqlite:PATH or postgresql://...) and applies the
   // schema migrations.
   static absl::StatusOr<std::unique_ptr<Database>> Open(
-      const std::string& database);
+      const std::string& database, const DatabaseOptions& options = {});
 
   // Sites.
   static absl::Status InsertSite(Connection& db, const std::string& site_id,

@@ -66,7 +66,8 @@ int main(int argc, char** argv) {
       custos::access::Policy::LoadFile(absl::GetFlag(FLAGS_policy_file));
   if (!policy.ok()) Die("bad policy file: " + policy.status().ToString());
 
-  auto db = custos::access::AccessStore::Open(absl::GetFlag(FLAGS_database));
+  auto db = custos::access::AccessStore::Open(
+      absl::GetFlag(FLAGS_database), custos::DatabaseOptionsFromFlags());
   if (!db.ok()) Die("cannot open database: " + db.status().ToString());
   custos::Metrics::Default().AddCollector(custos::DatabaseMetrics(db->get()));
 

@@ -217,8 +217,8 @@ absl::StatusOr<std::optional<T>> FirstRow(Statement& statement, Read read) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Database>> CustomerStore::Open(
-    const std::string& database) {
-  return OpenDatabase(database, Migrations());
+    const std::string& database, const DatabaseOptions& options) {
+  return OpenDatabase(database, Migrations(), options);
 }
 
 absl::Status CustomerStore::InsertPartner(Connection& db,

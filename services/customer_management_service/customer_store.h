@@ -32,7 +32,7 @@ class CustomerStore {
   // Opens `database` (sqlite:PATH or postgresql://...) and applies the
   // schema migrations.
   static absl::StatusOr<std::unique_ptr<Database>> Open(
-      const std::string& database);
+      const std::string& database, const DatabaseOptions& options = {});
 
   // Partners.
   static absl::Status InsertPartner(Connection& db,

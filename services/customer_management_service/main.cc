@@ -40,8 +40,8 @@ int main(int argc, char** argv) {
 
   const custos::JwtVerifier verifier = custos::VerifierFromFlags();
 
-  auto db =
-      custos::customers::CustomerStore::Open(absl::GetFlag(FLAGS_database));
+  auto db = custos::customers::CustomerStore::Open(
+      absl::GetFlag(FLAGS_database), custos::DatabaseOptionsFromFlags());
   if (!db.ok()) Die("cannot open database: " + db.status().ToString());
   custos::Metrics::Default().AddCollector(custos::DatabaseMetrics(db->get()));
 

@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   const custos::JwtVerifier verifier = custos::VerifierFromFlags();
 
   auto db = custos::notifications::NotificationStore::Open(
-      absl::GetFlag(FLAGS_database));
+      absl::GetFlag(FLAGS_database), custos::DatabaseOptionsFromFlags());
   if (!db.ok()) Die("cannot open database: " + db.status().ToString());
   custos::Metrics::Default().AddCollector(custos::DatabaseMetrics(db->get()));
 

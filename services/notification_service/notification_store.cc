@@ -162,8 +162,8 @@ std::string NotificationStore::InboxName(const std::string& inbox) {
 }
 
 absl::StatusOr<std::unique_ptr<Database>> NotificationStore::Open(
-    const std::string& database) {
-  return OpenDatabase(database, Migrations());
+    const std::string& database, const DatabaseOptions& options) {
+  return OpenDatabase(database, Migrations(), options);
 }
 
 absl::Status NotificationStore::InsertAlert(Connection& db,

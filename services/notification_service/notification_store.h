@@ -31,7 +31,7 @@ class NotificationStore {
   // Opens `database` (sqlite:PATH or postgresql://...) and applies the
   // schema migrations.
   static absl::StatusOr<std::unique_ptr<Database>> Open(
-      const std::string& database);
+      const std::string& database, const DatabaseOptions& options = {});
 
   static absl::Status InsertAlert(Connection& db, const std::string& alert_id,
                                   const v1::Alert& alert, absl::Time now);

@@ -1,6 +1,7 @@
 // common/postgres against a real throwaway PostgreSQL cluster on loopback.
 #include "common/postgres.h"
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -248,6 +249,28 @@ TEST_F(PostgresTest,
   EXPECT_STREQ(stats.backend, "postgresql");
   EXPECT_GE(stats.connections_replaced, 1);
   EXPECT_LE(stats.open_connections, 8);  // the pool's cap
+}
+
+TEST_F(PostgresTest, OpenDatabaseKeepsAtMostTheConnectionsAskedFor) {
+  DatabaseOptions options;
+  options.connections = 2;
+  auto db = OpenDatabase(NewDatabase(), Migrations(), options);
+  ASSERT_TRUE(db.ok()) << db.status();
+  std::vector<std::thread> readers;
+  std::atomic<int> failures{0};
+  for (int i = 0; i < 6; ++i) {
+    readers.emplace_back([&] {
+      absl::Status read = (*db)->Read(
+          [](Connection& c) { return c.Exec("SELECT pg_sleep(0.05)"); });
+      if (!read.ok()) ++failures;
+    });
+  }
+  for (auto& reader : readers) reader.join();
+  EXPECT_EQ(failures.load(), 0);  // the others waited for a connection
+  EXPECT_EQ((*db)->Stats().open_connections, 2);
+  options.connections = 0;
+  EXPECT_EQ(OpenDatabase(NewDatabase(), Migrations(), options).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
