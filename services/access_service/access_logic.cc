@@ -30,8 +30,6 @@ using google::protobuf::util::TimeUtil;
 
 constexpr size_t kMaxJustificationBytes = 1000;
 constexpr int kMaxBatchChecks = 100;
-constexpr const char* kSeq = AccessStore::kWriteSequence;
-constexpr const char* kPilots = AccessStore::kPilotsCounter;
 
 const absl::flat_hash_set<std::string>& CustomerPermissions() {
   static const auto* permissions = new absl::flat_hash_set<std::string>{
@@ -183,7 +181,8 @@ absl::Status WriteAndPublish(Database* database, PermissionEngine* engine,
   RETURN_IF_ERROR(database->Write([&](Connection& db) -> absl::Status {
     *changes = Changes();  // a retried transaction starts over
     RETURN_IF_ERROR(body(db));
-    ASSIGN_OR_RETURN(changes->seq, AccessStore::BumpCounter(db, kSeq));
+    ASSIGN_OR_RETURN(changes->seq,
+                     AccessStore::BumpCounter(db, AccessStore::kWriteSequence));
     return absl::OkStatus();
   }));
   for (const auto& [site, version] : changes->sites) {
@@ -982,7 +981,8 @@ absl::StatusOr<v1::Pilot> AccessLogic::CreatePilot(
         const absl::Time now = clock_->Now();
         RETURN_IF_ERROR(
             AccessStore::InsertPilot(db, request.pilot_id(), pilot, now));
-        ASSIGN_OR_RETURN(changes.pilots, AccessStore::BumpCounter(db, kPilots));
+        ASSIGN_OR_RETURN(changes.pilots, AccessStore::BumpCounter(
+                                             db, AccessStore::kPilotsCounter));
         ASSIGN_OR_RETURN(auto created,
                          AccessStore::FindPilot(db, request.pilot_id()));
         result = *created;
@@ -1039,7 +1039,8 @@ absl::StatusOr<v1::Pilot> AccessLogic::ChangeParticipants(
           return absl::OkStatus();
         }
         const absl::Time now = clock_->Now();
-        ASSIGN_OR_RETURN(changes.pilots, AccessStore::BumpCounter(db, kPilots));
+        ASSIGN_OR_RETURN(changes.pilots, AccessStore::BumpCounter(
+                                             db, AccessStore::kPilotsCounter));
         ASSIGN_OR_RETURN(auto after, AccessStore::FindPilot(db, ids[0]));
         result = *after;
         return AppendAuditEvent(
@@ -1106,7 +1107,8 @@ absl::StatusOr<v1::Pilot> AccessLogic::UpdatePilot(
         }
         const absl::Time now = clock_->Now();
         RETURN_IF_ERROR(AccessStore::UpdatePilot(db, ids[0], updated, now));
-        ASSIGN_OR_RETURN(changes.pilots, AccessStore::BumpCounter(db, kPilots));
+        ASSIGN_OR_RETURN(changes.pilots, AccessStore::BumpCounter(
+                                             db, AccessStore::kPilotsCounter));
         ASSIGN_OR_RETURN(auto after, AccessStore::FindPilot(db, ids[0]));
         result = *after;
         return AppendAuditEvent(
@@ -1315,7 +1317,8 @@ AccessLogic::NotifyCustomerChanged(
     ASSIGN_OR_RETURN(stored, AccessStore::RaiseCustomerVersion(
                                  db, ids[0], request.version()));
     // Other replicas learn of it through the write sequence.
-    ASSIGN_OR_RETURN(seq, AccessStore::BumpCounter(db, kSeq));
+    ASSIGN_OR_RETURN(seq,
+                     AccessStore::BumpCounter(db, AccessStore::kWriteSequence));
     return absl::OkStatus();
   }));
   engine_->CustomerChanged(ids[0], stored, generation);

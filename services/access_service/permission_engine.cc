@@ -226,12 +226,12 @@ absl::StatusOr<std::string> PermissionEngine::CurrentVersions(
                          AccessStore::SiteVersion(db, resource.id));
         ASSIGN_OR_RETURN(int64_t pilots,
                          AccessStore::Counter(db, AccessStore::kPilotsCounter));
-        RaiseSite(resource.id, site, loaded_in);
-        RaisePilots(pilots, loaded_in);
+        SiteChanged(resource.id, site, loaded_in);
+        PilotsChanged(pilots, loaded_in);
       } else {
         ASSIGN_OR_RETURN(int64_t customer,
                          AccessStore::CustomerVersion(db, resource.id));
-        RaiseCustomer(resource.id, customer, loaded_in);
+        CustomerChanged(resource.id, customer, loaded_in);
       }
       return absl::OkStatus();
     }));
@@ -273,8 +273,8 @@ absl::StatusOr<v1::ResolvePermissionsResponse> PermissionEngine::ComputeSite(
     ASSIGN_OR_RETURN(pilots, AccessStore::ListAllPilots(db));
     return absl::OkStatus();
   }));
-  RaiseSite(site_id, site_version, loaded_in);
-  RaisePilots(pilots_version, loaded_in);
+  SiteChanged(site_id, site_version, loaded_in);
+  PilotsChanged(pilots_version, loaded_in);
 
   GrantList grants;
   if (site_version != 0) {
@@ -343,7 +343,7 @@ PermissionEngine::ComputeCustomer(const Subject& subject,
   const int64_t loaded_in = generation();
   ASSIGN_OR_RETURN(CustomerFacts facts,
                    customers_->Get(customer_id, subject.user_id));
-  RaiseCustomer(customer_id, facts.version, loaded_in);
+  CustomerChanged(customer_id, facts.version, loaded_in);
   GrantList grants;
   if (facts.exists) {
     const ManagementType type = facts.management_type;
@@ -388,8 +388,8 @@ PermissionEngine::ComputeCustomer(const Subject& subject,
 // snapshots that include every write the forgetting sync saw: raising it
 // (max) is safe, but a value from before the sync must not fill an empty
 // slot, where it could stand for a newer write it never saw.
-void PermissionEngine::RaiseSite(const std::string& site_id, int64_t version,
-                                 int64_t generation) {
+void PermissionEngine::SiteChanged(const std::string& site_id, int64_t version,
+                                   int64_t generation) {
   absl::MutexLock lock(&versions_mu_);
   auto it = site_versions_.find(site_id);
   if (it == site_versions_.end()) {
@@ -399,8 +399,8 @@ void PermissionEngine::RaiseSite(const std::string& site_id, int64_t version,
   it->second = std::max(it->second, version);
 }
 
-void PermissionEngine::RaiseCustomer(const std::string& customer_id,
-                                     int64_t version, int64_t generation) {
+void PermissionEngine::CustomerChanged(const std::string& customer_id,
+                                       int64_t version, int64_t generation) {
   absl::MutexLock lock(&versions_mu_);
   auto it = customer_versions_.find(customer_id);
   if (it == customer_versions_.end()) {
@@ -410,7 +410,7 @@ void PermissionEngine::RaiseCustomer(const std::string& customer_id,
   it->second = std::max(it->second, version);
 }
 
-void PermissionEngine::RaisePilots(int64_t version, int64_t generation) {
+void PermissionEngine::PilotsChanged(int64_t version, int64_t generation) {
   absl::MutexLock lock(&versions_mu_);
   if (pilots_version_ < 0 && generation != generation_) return;
   pilots_version_ = std::max(pilots_version_, version);
@@ -419,20 +419,6 @@ void PermissionEngine::RaisePilots(int64_t version, int64_t generation) {
 int64_t PermissionEngine::generation() const {
   absl::MutexLock lock(&versions_mu_);
   return generation_;
-}
-
-void PermissionEngine::SiteChanged(const std::string& site_id, int64_t version,
-                                   int64_t generation) {
-  RaiseSite(site_id, version, generation);
-}
-
-void PermissionEngine::PilotsChanged(int64_t version, int64_t generation) {
-  RaisePilots(version, generation);
-}
-
-void PermissionEngine::CustomerChanged(const std::string& customer_id,
-                                       int64_t version, int64_t generation) {
-  RaiseCustomer(customer_id, version, generation);
 }
 
 void PermissionEngine::WriteSequenceAdvanced(int64_t seq) {

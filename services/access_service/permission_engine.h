@@ -86,11 +86,12 @@ class PermissionEngine {
   // Bumped whenever the known versions are forgotten (SyncWithStore).
   int64_t generation() const ABSL_LOCKS_EXCLUDED(versions_mu_);
 
-  // Called after a write commits and before it is acknowledged, with the
-  // generation() read before the write began: if versions were forgotten
-  // since, the write's version only raises what was read again meanwhile
-  // (it may be older than a write that committed after it); otherwise the
-  // version is read from the store on next use.
+  // Raise the known versions to `version`: a committed write's (called
+  // before the write is acknowledged) or one read from the store, with the
+  // generation() read before the write began or the read was made. If
+  // versions were forgotten since, `version` only raises what was read again
+  // meanwhile (it may be older than a write that committed after it) and
+  // fills no empty slot: that version is read from the store on next use.
   void SiteChanged(const std::string& site_id, int64_t version,
                    int64_t generation);
   void PilotsChanged(int64_t version, int64_t generation);
@@ -140,15 +141,6 @@ class PermissionEngine {
                                      const Subject& subject,
                                      const Resource& resource);
   void Remember(const std::string& key, const Answer& answer);
-  // Raises known versions; a version not known is only recorded when the
-  // versions were not forgotten since `generation` was read (the value may
-  // predate what was forgotten).
-  void RaiseSite(const std::string& site_id, int64_t version,
-                 int64_t generation) ABSL_LOCKS_EXCLUDED(versions_mu_);
-  void RaiseCustomer(const std::string& customer_id, int64_t version,
-                     int64_t generation) ABSL_LOCKS_EXCLUDED(versions_mu_);
-  void RaisePilots(int64_t version, int64_t generation)
-      ABSL_LOCKS_EXCLUDED(versions_mu_);
   // Moves applied_seq_ over the pending sequence numbers that follow it.
   void ApplyPending() ABSL_EXCLUSIVE_LOCKS_REQUIRED(versions_mu_);
 
