@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/backoff.h"
+#include "common/ids.h"
 #include "common/json_log.h"
 #include "common/status_macros.h"
 
@@ -39,16 +40,6 @@ CREATE TABLE outbox_leases (
 );
 )sql";
 
-namespace {
-
-std::string NewHolderName() {
-  absl::BitGen random;
-  return absl::StrCat(
-      absl::Hex(absl::Uniform<uint64_t>(random), absl::kZeroPad16));
-}
-
-}  // namespace
-
 absl::Status EnqueueOutbox(Connection& db, absl::string_view destination,
                            absl::string_view method,
                            const google::protobuf::Message& payload,
@@ -71,7 +62,7 @@ OutboxWorker::OutboxWorker(Database* db, const Clock* clock,
     : db_(db),
       clock_(clock),
       destination_(std::move(destination)),
-      holder_(NewHolderName()),
+      holder_(RandomIdGenerator().NewId()),
       options_(options),
       deliver_(std::move(deliver)) {}
 
