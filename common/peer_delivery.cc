@@ -38,7 +38,15 @@ OutboxWorker::Deliver PeerDelivery(std::shared_ptr<grpc::Channel> channel,
 }
 
 std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address) {
-  return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  grpc::ChannelArguments args;
+  // A peer that restarts is dialled again within a second, not after
+  // gRPC's default backoff of up to two minutes: calls made meanwhile fail
+  // UNAVAILABLE, and the change feed and outboxes wait on it.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                   args);
 }
 
 }  // namespace custos

@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "common/audit_store.h"
 #include "common/auth.h"
+#include "common/consistency_token.h"
 #include "common/grpc_status.h"
 #include "common/idempotency_store.h"
 #include "common/logic_helpers.h"
@@ -102,20 +103,31 @@ absl::Status ValidateFreeText(absl::string_view field, absl::string_view value,
 }
 
 absl::StatusOr<Freshness> ParseConsistency(absl::string_view field,
-                                           const v1::Consistency& consistency) {
+                                           const v1::Consistency& consistency,
+                                           const std::string& incarnation) {
   Freshness freshness;
   switch (consistency.requirement_case()) {
     case v1::Consistency::kFullyConsistent:
       freshness.fully_consistent = consistency.fully_consistent();
       break;
-    case v1::Consistency::kAtLeastAsFresh:
-      if (!absl::SimpleAtoi(consistency.at_least_as_fresh(),
-                            &freshness.at_least_seq) ||
-          freshness.at_least_seq <= 0) {
+    case v1::Consistency::kAtLeastAsFresh: {
+      absl::StatusOr<ConsistencyToken> token =
+          ConsistencyToken::Decode(consistency.at_least_as_fresh());
+      if (!token.ok()) {
         return InvalidField(absl::StrCat(field, ".at_least_as_fresh"),
                             "must be a consistency_token returned by a write");
       }
+      if (token->store == ConsistencyToken::Store::kCustomers) {
+        freshness.customers_token = *token;
+      } else if (token->incarnation != incarnation) {
+        // From another access store (or this one before it was recreated):
+        // nothing here can say whether it is included.
+        freshness.fully_consistent = true;
+      } else {
+        freshness.at_least_seq = token->sequence;
+      }
       break;
+    }
     default:
       break;
   }
@@ -146,11 +158,7 @@ google::rpc::Status ToRpcStatus(const absl::Status& status) {
 }
 
 // What a write changed, told to the permission engine after it commits.
-struct Changes {
-  std::vector<std::pair<std::string, int64_t>> sites;
-  std::optional<int64_t> pilots;
-  int64_t seq = 0;
-};
+using Changes = WrittenChanges;
 
 }  // namespace
 
@@ -168,6 +176,17 @@ AccessLogic::AccessLogic(Database* db, const Policy* policy,
 
 absl::Status AccessLogic::Start() { return engine_->SyncWithStore(); }
 
+std::string AccessLogic::TokenOf(int64_t seq) const {
+  ConsistencyToken token;
+  token.store = ConsistencyToken::Store::kAccess;
+  token.incarnation = options_.incarnation;
+  token.sequence = seq;
+  // Random, so a token is never issued twice, also when a restore makes a
+  // write number repeat.
+  token.change_id = NewVersionId();
+  return token.Encode();
+}
+
 namespace {
 
 // Runs one write transaction that also advances the write sequence, then
@@ -177,7 +196,7 @@ absl::Status WriteAndPublish(Database* database, PermissionEngine* engine,
                              Body body, Changes* changes) {
   // Read before the write: a sync that forgets versions after the commit
   // must not be undone by this write's (then possibly older) versions.
-  const int64_t generation = engine->generation();
+  const FactVersions::Generations generations = engine->generations();
   RETURN_IF_ERROR(database->Write([&](Connection& db) -> absl::Status {
     *changes = Changes();  // a retried transaction starts over
     RETURN_IF_ERROR(body(db));
@@ -185,11 +204,7 @@ absl::Status WriteAndPublish(Database* database, PermissionEngine* engine,
                      AccessStore::BumpCounter(db, AccessStore::kWriteSequence));
     return absl::OkStatus();
   }));
-  for (const auto& [site, version] : changes->sites) {
-    engine->SiteChanged(site, version, generation);
-  }
-  if (changes->pilots) engine->PilotsChanged(*changes->pilots, generation);
-  engine->WriteSequenceAdvanced(changes->seq);
+  engine->Publish(*changes, generations);
   return absl::OkStatus();
 }
 
@@ -285,19 +300,20 @@ absl::StatusOr<v1::Site> AccessLogic::CreateSite(
               absl::StrCat(existing->name(), " already exists"));
         }
         const absl::Time now = clock_->Now();
-        RETURN_IF_ERROR(AccessStore::InsertSite(db, request.site_id(),
-                                                request.site(), now));
+        ASSIGN_OR_RETURN(VersionStamp version,
+                         AccessStore::InsertSite(db, request.site_id(),
+                                                 request.site(), now));
         ASSIGN_OR_RETURN(auto created,
                          AccessStore::FindSite(db, request.site_id()));
         result = *created;
-        changes.sites.push_back({request.site_id(), 1});
+        changes.sites.push_back({request.site_id(), version});
         RETURN_IF_ERROR(AppendAuditEvent(
             db, {call.principal.subject, "CreateSite", result.name(), "",
                  ToAuditJson(result), now, call.request_id}));
         return Remember(db, key, fingerprint, result, now);
       },
       &changes));
-  result.set_consistency_token(absl::StrCat(changes.seq));
+  result.set_consistency_token(TokenOf(changes.seq));
   return result;
 }
 
@@ -393,11 +409,10 @@ absl::StatusOr<v1::Site> AccessLogic::UpdateSite(
           }
         }
         const absl::Time now = clock_->Now();
-        RETURN_IF_ERROR(AccessStore::UpdateSite(db, ids[0], updated, now));
+        ASSIGN_OR_RETURN(VersionStamp version,
+                         AccessStore::UpdateSite(db, ids[0], updated, now));
         ASSIGN_OR_RETURN(auto stored, AccessStore::FindSite(db, ids[0]));
         result = *stored;
-        int64_t version = 0;
-        (void)absl::SimpleAtoi(result.etag(), &version);
         changes.sites.push_back({ids[0], version});
         return AppendAuditEvent(
             db,
@@ -405,7 +420,7 @@ absl::StatusOr<v1::Site> AccessLogic::UpdateSite(
              ToAuditJson(*site), ToAuditJson(result), now, call.request_id});
       },
       &changes));
-  result.set_consistency_token(absl::StrCat(changes.seq));
+  result.set_consistency_token(TokenOf(changes.seq));
   return result;
 }
 
@@ -502,7 +517,7 @@ absl::StatusOr<v1::SiteMember> AccessLogic::UpdateSiteMember(
         const absl::Time now = clock_->Now();
         RETURN_IF_ERROR(AccessStore::UpsertMember(
             db, ids[0], ids[1], request.site_member().role(), now));
-        ASSIGN_OR_RETURN(int64_t version,
+        ASSIGN_OR_RETURN(VersionStamp version,
                          AccessStore::BumpSiteVersion(db, ids[0], now));
         changes.sites.push_back({ids[0], version});
         if (member->role() == v1::SITE_ROLE_SITE_ADMINISTRATOR) {
@@ -520,7 +535,7 @@ absl::StatusOr<v1::SiteMember> AccessLogic::UpdateSiteMember(
       },
       &changes));
   notices_.Wake();
-  result.set_consistency_token(absl::StrCat(changes.seq));
+  result.set_consistency_token(TokenOf(changes.seq));
   return result;
 }
 
@@ -546,7 +561,7 @@ absl::StatusOr<v1::DeleteSiteMemberResponse> AccessLogic::DeleteSiteMember(
         }
         const absl::Time now = clock_->Now();
         RETURN_IF_ERROR(AccessStore::DeleteMember(db, ids[0], ids[1]));
-        ASSIGN_OR_RETURN(int64_t version,
+        ASSIGN_OR_RETURN(VersionStamp version,
                          AccessStore::BumpSiteVersion(db, ids[0], now));
         changes.sites.push_back({ids[0], version});
         if (member->role() == v1::SITE_ROLE_SITE_ADMINISTRATOR) {
@@ -561,7 +576,7 @@ absl::StatusOr<v1::DeleteSiteMemberResponse> AccessLogic::DeleteSiteMember(
       &changes));
   notices_.Wake();
   v1::DeleteSiteMemberResponse response;
-  response.set_consistency_token(absl::StrCat(changes.seq));
+  response.set_consistency_token(TokenOf(changes.seq));
   return response;
 }
 
@@ -654,7 +669,7 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::CreateAccessRequest(
       },
       &changes));
   notices_.Wake();
-  result.set_consistency_token(absl::StrCat(changes.seq));
+  result.set_consistency_token(TokenOf(changes.seq));
   return result;
 }
 
@@ -831,7 +846,7 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::Decide(
                            AccessStore::FindMember(db, ids[0], requester));
           RETURN_IF_ERROR(AccessStore::UpsertMember(
               db, ids[0], requester, decided.requested_role(), now));
-          ASSIGN_OR_RETURN(int64_t version,
+          ASSIGN_OR_RETURN(VersionStamp version,
                            AccessStore::BumpSiteVersion(db, ids[0], now));
           changes.sites.push_back({ids[0], version});
           if (member && member->role() == v1::SITE_ROLE_SITE_ADMINISTRATOR) {
@@ -848,7 +863,7 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::Decide(
       },
       &changes));
   notices_.Wake();
-  result.set_consistency_token(absl::StrCat(changes.seq));
+  result.set_consistency_token(TokenOf(changes.seq));
   return result;
 }
 
@@ -893,7 +908,7 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::CancelAccessRequest(
              ToAuditJson(*found), ToAuditJson(result), now, call.request_id});
       },
       &changes));
-  result.set_consistency_token(absl::StrCat(changes.seq));
+  result.set_consistency_token(TokenOf(changes.seq));
   return result;
 }
 
@@ -981,8 +996,7 @@ absl::StatusOr<v1::Pilot> AccessLogic::CreatePilot(
         const absl::Time now = clock_->Now();
         RETURN_IF_ERROR(
             AccessStore::InsertPilot(db, request.pilot_id(), pilot, now));
-        ASSIGN_OR_RETURN(changes.pilots, AccessStore::BumpCounter(
-                                             db, AccessStore::kPilotsCounter));
+        ASSIGN_OR_RETURN(changes.pilots, AccessStore::BumpPilotsVersion(db));
         ASSIGN_OR_RETURN(auto created,
                          AccessStore::FindPilot(db, request.pilot_id()));
         result = *created;
@@ -992,7 +1006,7 @@ absl::StatusOr<v1::Pilot> AccessLogic::CreatePilot(
         return Remember(db, key, fingerprint, result, now);
       },
       &changes));
-  result.set_consistency_token(absl::StrCat(changes.seq));
+  result.set_consistency_token(TokenOf(changes.seq));
   return result;
 }
 
@@ -1039,8 +1053,7 @@ absl::StatusOr<v1::Pilot> AccessLogic::ChangeParticipants(
           return absl::OkStatus();
         }
         const absl::Time now = clock_->Now();
-        ASSIGN_OR_RETURN(changes.pilots, AccessStore::BumpCounter(
-                                             db, AccessStore::kPilotsCounter));
+        ASSIGN_OR_RETURN(changes.pilots, AccessStore::BumpPilotsVersion(db));
         ASSIGN_OR_RETURN(auto after, AccessStore::FindPilot(db, ids[0]));
         result = *after;
         return AppendAuditEvent(
@@ -1050,7 +1063,7 @@ absl::StatusOr<v1::Pilot> AccessLogic::ChangeParticipants(
                  call.request_id});
       },
       &changes));
-  result.set_consistency_token(absl::StrCat(changes.seq));
+  result.set_consistency_token(TokenOf(changes.seq));
   return result;
 }
 
@@ -1107,8 +1120,7 @@ absl::StatusOr<v1::Pilot> AccessLogic::UpdatePilot(
         }
         const absl::Time now = clock_->Now();
         RETURN_IF_ERROR(AccessStore::UpdatePilot(db, ids[0], updated, now));
-        ASSIGN_OR_RETURN(changes.pilots, AccessStore::BumpCounter(
-                                             db, AccessStore::kPilotsCounter));
+        ASSIGN_OR_RETURN(changes.pilots, AccessStore::BumpPilotsVersion(db));
         ASSIGN_OR_RETURN(auto after, AccessStore::FindPilot(db, ids[0]));
         result = *after;
         return AppendAuditEvent(
@@ -1117,7 +1129,7 @@ absl::StatusOr<v1::Pilot> AccessLogic::UpdatePilot(
              ToAuditJson(*before), ToAuditJson(result), now, call.request_id});
       },
       &changes));
-  result.set_consistency_token(absl::StrCat(changes.seq));
+  result.set_consistency_token(TokenOf(changes.seq));
   return result;
 }
 
@@ -1135,7 +1147,8 @@ absl::StatusOr<CheckTarget> ParseCheckTarget(
     const CallContext& call, absl::string_view prefix,
     const std::string& principal,
     const google::protobuf::RepeatedPtrField<std::string>& principal_roles,
-    const std::string& resource, const v1::Consistency& consistency) {
+    const std::string& resource, const v1::Consistency& consistency,
+    const std::string& incarnation) {
   CheckTarget target;
   std::string user_id = call.principal.subject;
   bool other = false;
@@ -1174,9 +1187,9 @@ absl::StatusOr<CheckTarget> ParseCheckTarget(
   } else {
     return InvalidField(field, "must be sites/{site} or customers/{customer}");
   }
-  ASSIGN_OR_RETURN(
-      target.freshness,
-      ParseConsistency(absl::StrCat(prefix, "consistency"), consistency));
+  ASSIGN_OR_RETURN(target.freshness,
+                   ParseConsistency(absl::StrCat(prefix, "consistency"),
+                                    consistency, incarnation));
   return target;
 }
 
@@ -1214,7 +1227,8 @@ absl::StatusOr<v1::CheckPermissionResponse> AccessLogic::CheckPermission(
   ASSIGN_OR_RETURN(
       CheckTarget target,
       ParseCheckTarget(call, "", request.principal(), request.principal_roles(),
-                       request.resource(), request.consistency()));
+                       request.resource(), request.consistency(),
+                       options_.incarnation));
   RETURN_IF_ERROR(ValidatePermission(*policy_, "permission", target.resource,
                                      request.permission()));
   ASSIGN_OR_RETURN(
@@ -1228,9 +1242,9 @@ absl::StatusOr<v1::CheckPermissionResponse> AccessLogic::CheckPermission(
 std::optional<absl::StatusOr<v1::CheckPermissionResponse>>
 AccessLogic::CheckPermissionFromMemory(
     const CallContext& call, const v1::CheckPermissionRequest& request) {
-  absl::StatusOr<CheckTarget> target =
-      ParseCheckTarget(call, "", request.principal(), request.principal_roles(),
-                       request.resource(), request.consistency());
+  absl::StatusOr<CheckTarget> target = ParseCheckTarget(
+      call, "", request.principal(), request.principal_roles(),
+      request.resource(), request.consistency(), options_.incarnation);
   if (!target.ok()) return target.status();
   absl::Status valid = ValidatePermission(
       *policy_, "permission", target->resource, request.permission());
@@ -1259,10 +1273,11 @@ AccessLogic::BatchCheckPermissions(
     const std::string prefix = absl::StrCat("checks[", i, "].");
     auto* result = response.add_results();
     absl::StatusOr<bool> allowed = [&]() -> absl::StatusOr<bool> {
-      ASSIGN_OR_RETURN(CheckTarget target,
-                       ParseCheckTarget(call, prefix, check.principal(),
-                                        check.principal_roles(),
-                                        check.resource(), check.consistency()));
+      ASSIGN_OR_RETURN(
+          CheckTarget target,
+          ParseCheckTarget(call, prefix, check.principal(),
+                           check.principal_roles(), check.resource(),
+                           check.consistency(), options_.incarnation));
       RETURN_IF_ERROR(ValidatePermission(*policy_,
                                          absl::StrCat(prefix, "permission"),
                                          target.resource, check.permission()));
@@ -1285,7 +1300,8 @@ absl::StatusOr<v1::ResolvePermissionsResponse> AccessLogic::ResolvePermissions(
   ASSIGN_OR_RETURN(
       CheckTarget target,
       ParseCheckTarget(call, "", request.principal(), request.principal_roles(),
-                       request.resource(), request.consistency()));
+                       request.resource(), request.consistency(),
+                       options_.incarnation));
   ASSIGN_OR_RETURN(
       PermissionEngine::Answer resolved,
       engine_->Resolve(target.subject, target.resource, target.freshness));
@@ -1310,19 +1326,22 @@ AccessLogic::NotifyCustomerChanged(
   if (request.version() < 0) {
     return InvalidField("version", "must not be negative");
   }
-  int64_t stored = 0;
-  int64_t seq = 0;
-  const int64_t generation = engine_->generation();  // see WriteAndPublish
-  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
-    ASSIGN_OR_RETURN(stored, AccessStore::RaiseCustomerVersion(
-                                 db, ids[0], request.version()));
-    // Other replicas learn of it through the write sequence.
-    ASSIGN_OR_RETURN(seq,
-                     AccessStore::BumpCounter(db, AccessStore::kWriteSequence));
-    return absl::OkStatus();
-  }));
-  engine_->CustomerChanged(ids[0], stored, generation);
-  engine_->WriteSequenceAdvanced(seq);
+  absl::StatusOr<ConsistencyToken> token =
+      ConsistencyToken::Decode(request.consistency_token());
+  if (!token.ok() || token->store != ConsistencyToken::Store::kCustomers) {
+    return InvalidField("consistency_token",
+                        "must be the change's CustomerManagementService token");
+  }
+  // A notice from another incarnation of the customer store is old news
+  // (or the feed will say so): the change feed decides, not the outbox.
+  if (token->incarnation != engine_->feed()->incarnation()) {
+    return v1::NotifyCustomerChangedResponse();
+  }
+  WrittenChanges changes;
+  changes.customers.push_back({ids[0], {token->sequence, token->change_id}});
+  // Read now: a feed reset after this point forgets this change too, and
+  // the customer's facts are then read again.
+  engine_->Publish(changes, engine_->generations());
   return v1::NotifyCustomerChangedResponse();
 }
 

@@ -22,6 +22,8 @@ struct AccessLogicOptions {
   // How long a pending access request waits before it expires (R6).
   // Default: 30 days.
   absl::Duration request_ttl = absl::Hours(24 * 30);
+  // The access store's incarnation (StoreIdentity), in every token.
+  std::string incarnation;
 };
 
 // Site management rules (DESIGN R5-R9, §3), free of gRPC: validates input
@@ -118,6 +120,8 @@ class AccessLogic {
       const custos::common::v1::ListAuditEventsRequest& request);
 
  private:
+  // The consistency token of access write `seq`.
+  std::string TokenOf(int64_t seq) const;
   // Inside a write: marks overdue pending requests expired, audits them and
   // tells their requesters (R6, R8). Returns how many expired.
   absl::StatusOr<int> ExpireDue(Connection& db, absl::Time now);

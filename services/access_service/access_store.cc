@@ -7,9 +7,11 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/audit_store.h"
+#include "common/consistency_token.h"
 #include "common/idempotency_store.h"
 #include "common/outbox.h"
 #include "common/status_macros.h"
+#include "common/store_identity.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace custos::access {
@@ -84,6 +86,23 @@ CREATE TABLE customer_versions (
       {4, kOutboxSchema},
       {5, kOutboxByDestinationSchema},
       {6, kOutboxLeasesSchema},
+      // A random id per site version, so cached answers are tagged with
+      // something that never repeats (the counter repeats after a restore).
+      {7,
+       "ALTER TABLE sites ADD COLUMN version_id INTEGER NOT NULL DEFAULT 0;"},
+      {8, kStoreIdentitySchema},
+      // What each write changed, for WatchPermissionChanges: one row per
+      // write sequence number, with a random id so a resume position from a
+      // lost history (a restore) is recognised.
+      {9, R"sql(
+CREATE TABLE permission_changes (
+  seq INTEGER PRIMARY KEY,
+  change_id INTEGER NOT NULL,
+  change_micros INTEGER NOT NULL,
+  changes BLOB NOT NULL
+);
+CREATE INDEX permission_changes_by_time ON permission_changes(change_micros);
+)sql"},
   };
   return *migrations;
 }
@@ -190,18 +209,23 @@ absl::StatusOr<std::unique_ptr<Database>> AccessStore::Open(
   return OpenDatabase(database, Migrations(), options);
 }
 
-absl::Status AccessStore::InsertSite(Connection& db, const std::string& site_id,
-                                     const v1::Site& site, absl::Time now) {
+absl::StatusOr<VersionStamp> AccessStore::InsertSite(Connection& db,
+                                                     const std::string& site_id,
+                                                     const v1::Site& site,
+                                                     absl::Time now) {
   ASSIGN_OR_RETURN(
       Statement insert,
       db.Prepare("INSERT INTO sites(id, display_name, customer_id, version, "
-                 "create_micros, update_micros) VALUES (?1, ?2, ?3, 1, ?4, "
-                 "?4)"));
-  return insert.Bind(1, site_id)
-      .Bind(2, site.display_name())
-      .BindOptional(3, CustomerIdOf(site.customer()))
-      .Bind(4, absl::ToUnixMicros(now))
-      .Run();
+                 "version_id, create_micros, update_micros) VALUES (?1, ?2, "
+                 "?3, 1, ?4, ?5, ?5)"));
+  const VersionStamp version{1, NewVersionId()};
+  RETURN_IF_ERROR(insert.Bind(1, site_id)
+                      .Bind(2, site.display_name())
+                      .BindOptional(3, CustomerIdOf(site.customer()))
+                      .Bind(4, version.id)
+                      .Bind(5, absl::ToUnixMicros(now))
+                      .Run());
+  return version;
 }
 
 absl::StatusOr<std::optional<v1::Site>> AccessStore::FindSite(
@@ -222,41 +246,52 @@ absl::StatusOr<std::vector<v1::Site>> AccessStore::ListSites(
   return AllRows<v1::Site>(select, ReadSite);
 }
 
-absl::Status AccessStore::UpdateSite(Connection& db, const std::string& site_id,
-                                     const v1::Site& site, absl::Time now) {
-  ASSIGN_OR_RETURN(
-      Statement update,
-      db.Prepare("UPDATE sites SET display_name = ?2, customer_id = ?3, "
-                 "version = version + 1, update_micros = ?4 WHERE id = ?1"));
-  return update.Bind(1, site_id)
-      .Bind(2, site.display_name())
-      .BindOptional(3, CustomerIdOf(site.customer()))
-      .Bind(4, absl::ToUnixMicros(now))
-      .Run();
-}
-
-absl::StatusOr<int64_t> AccessStore::BumpSiteVersion(Connection& db,
+absl::StatusOr<VersionStamp> AccessStore::UpdateSite(Connection& db,
                                                      const std::string& site_id,
+                                                     const v1::Site& site,
                                                      absl::Time now) {
   ASSIGN_OR_RETURN(
       Statement update,
-      db.Prepare("UPDATE sites SET version = version + 1, update_micros = ?2 "
+      db.Prepare("UPDATE sites SET display_name = ?2, customer_id = ?3, "
+                 "version = version + 1, version_id = ?4, update_micros = ?5 "
                  "WHERE id = ?1 RETURNING version"));
-  update.Bind(1, site_id).Bind(2, absl::ToUnixMicros(now));
+  const int64_t id = NewVersionId();
+  update.Bind(1, site_id)
+      .Bind(2, site.display_name())
+      .BindOptional(3, CustomerIdOf(site.customer()))
+      .Bind(4, id)
+      .Bind(5, absl::ToUnixMicros(now));
   ASSIGN_OR_RETURN(bool row, update.Step());
   if (!row) return absl::NotFoundError(absl::StrCat("sites/", site_id));
-  int64_t version = update.ColumnInt64(0);
+  const VersionStamp version{update.ColumnInt64(0), id};
   RETURN_IF_ERROR(update.Run());
   return version;
 }
 
-absl::StatusOr<int64_t> AccessStore::SiteVersion(Connection& db,
-                                                 const std::string& site_id) {
-  ASSIGN_OR_RETURN(Statement select,
-                   db.Prepare("SELECT version FROM sites WHERE id = ?"));
+absl::StatusOr<VersionStamp> AccessStore::BumpSiteVersion(
+    Connection& db, const std::string& site_id, absl::Time now) {
+  ASSIGN_OR_RETURN(
+      Statement update,
+      db.Prepare("UPDATE sites SET version = version + 1, version_id = ?3, "
+                 "update_micros = ?2 WHERE id = ?1 RETURNING version"));
+  const int64_t id = NewVersionId();
+  update.Bind(1, site_id).Bind(2, absl::ToUnixMicros(now)).Bind(3, id);
+  ASSIGN_OR_RETURN(bool row, update.Step());
+  if (!row) return absl::NotFoundError(absl::StrCat("sites/", site_id));
+  const VersionStamp version{update.ColumnInt64(0), id};
+  RETURN_IF_ERROR(update.Run());
+  return version;
+}
+
+absl::StatusOr<VersionStamp> AccessStore::SiteVersion(
+    Connection& db, const std::string& site_id) {
+  ASSIGN_OR_RETURN(
+      Statement select,
+      db.Prepare("SELECT version, version_id FROM sites WHERE id = ?"));
   select.Bind(1, site_id);
   ASSIGN_OR_RETURN(bool row, select.Step());
-  return row ? select.ColumnInt64(0) : 0;
+  if (!row) return VersionStamp();
+  return VersionStamp{select.ColumnInt64(0), select.ColumnInt64(1)};
 }
 
 absl::StatusOr<std::optional<v1::SiteMember>> AccessStore::FindMember(
@@ -581,32 +616,107 @@ absl::StatusOr<int64_t> AccessStore::BumpCounter(Connection& db,
   return value;
 }
 
-absl::StatusOr<int64_t> AccessStore::CustomerVersion(
-    Connection& db, const std::string& customer_id) {
-  ASSIGN_OR_RETURN(
-      Statement select,
-      db.Prepare(
-          "SELECT version FROM customer_versions WHERE customer_id = ?"));
-  select.Bind(1, customer_id);
-  ASSIGN_OR_RETURN(bool row, select.Step());
-  return row ? select.ColumnInt64(0) : 0;
+absl::Status AccessStore::InsertPermissionChange(
+    Connection& db, const PermissionChangeRow& row) {
+  ASSIGN_OR_RETURN(Statement insert,
+                   db.Prepare("INSERT INTO permission_changes(seq, change_id, "
+                              "change_micros, changes) VALUES (?, ?, ?, ?)"));
+  return insert.Bind(1, row.seq)
+      .Bind(2, row.change_id)
+      .Bind(3, row.change_micros)
+      .BindBlob(4, row.changes)
+      .Run();
 }
 
-absl::StatusOr<int64_t> AccessStore::RaiseCustomerVersion(
-    Connection& db, const std::string& customer_id, int64_t version) {
+namespace {
+
+constexpr char kPermissionChangeColumns[] =
+    "SELECT seq, change_id, change_micros, changes FROM permission_changes ";
+
+PermissionChangeRow ReadPermissionChange(const Statement& row) {
+  PermissionChangeRow change;
+  change.seq = row.ColumnInt64(0);
+  change.change_id = row.ColumnInt64(1);
+  change.change_micros = row.ColumnInt64(2);
+  change.changes = row.ColumnText(3);
+  return change;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<PermissionChangeRow>>
+AccessStore::ListPermissionChanges(Connection& db, int64_t after_seq,
+                                   int limit) {
+  static const std::string* sql = new std::string(absl::StrCat(
+      kPermissionChangeColumns, "WHERE seq > ? ORDER BY seq LIMIT ?"));
+  ASSIGN_OR_RETURN(Statement select, db.Prepare(*sql));
+  select.Bind(1, after_seq).Bind(2, limit);
+  return AllRows<PermissionChangeRow>(select, ReadPermissionChange);
+}
+
+absl::StatusOr<std::optional<PermissionChangeRow>>
+AccessStore::FindPermissionChange(Connection& db, int64_t seq) {
+  static const std::string* sql =
+      new std::string(absl::StrCat(kPermissionChangeColumns, "WHERE seq = ?"));
+  ASSIGN_OR_RETURN(Statement select, db.Prepare(*sql));
+  select.Bind(1, seq);
+  return FirstRow<PermissionChangeRow>(select, ReadPermissionChange);
+}
+
+absl::StatusOr<std::optional<PermissionChangeRow>>
+AccessStore::LastPermissionChange(Connection& db) {
+  static const std::string* sql = new std::string(
+      absl::StrCat(kPermissionChangeColumns, "ORDER BY seq DESC LIMIT 1"));
+  ASSIGN_OR_RETURN(Statement select, db.Prepare(*sql));
+  return FirstRow<PermissionChangeRow>(select, ReadPermissionChange);
+}
+
+absl::StatusOr<int64_t> AccessStore::PrunePermissionChanges(
+    Connection& db, absl::Time older_than) {
+  // The newest row stays: positions are checked against it.
+  ASSIGN_OR_RETURN(
+      Statement remove,
+      db.Prepare("DELETE FROM permission_changes WHERE change_micros < ? AND "
+                 "seq < (SELECT MAX(seq) FROM permission_changes)"));
+  RETURN_IF_ERROR(remove.Bind(1, absl::ToUnixMicros(older_than)).Run());
+  return db.Changes();
+}
+
+absl::StatusOr<std::string> AccessStore::IdentityValue(Connection& db,
+                                                       absl::string_view name) {
+  ASSIGN_OR_RETURN(
+      Statement select,
+      db.Prepare("SELECT value FROM store_identity WHERE name = ?"));
+  select.Bind(1, name);
+  ASSIGN_OR_RETURN(bool row, select.Step());
+  return row ? select.ColumnText(0) : "";
+}
+
+absl::Status AccessStore::SetIdentityValue(Connection& db,
+                                           absl::string_view name,
+                                           absl::string_view value) {
   ASSIGN_OR_RETURN(
       Statement upsert,
-      db.Prepare("INSERT INTO customer_versions(customer_id, version) VALUES "
-                 "(?1, ?2) ON CONFLICT(customer_id) DO UPDATE SET version = "
-                 "CASE WHEN excluded.version > customer_versions.version THEN "
-                 "excluded.version ELSE customer_versions.version END "
-                 "RETURNING version"));
-  upsert.Bind(1, customer_id).Bind(2, version);
-  ASSIGN_OR_RETURN(bool row, upsert.Step());
-  if (!row) return absl::InternalError("version upsert returned no row");
-  int64_t stored = upsert.ColumnInt64(0);
-  RETURN_IF_ERROR(upsert.Run());
-  return stored;
+      db.Prepare("INSERT INTO store_identity(name, value) VALUES (?1, ?2) ON "
+                 "CONFLICT(name) DO UPDATE SET value = excluded.value"));
+  return upsert.Bind(1, name).Bind(2, value).Run();
+}
+
+absl::StatusOr<VersionStamp> AccessStore::BumpPilotsVersion(Connection& db) {
+  ASSIGN_OR_RETURN(int64_t order, BumpCounter(db, kPilotsCounter));
+  const int64_t id = NewVersionId();
+  ASSIGN_OR_RETURN(
+      Statement upsert,
+      db.Prepare("INSERT INTO counters(name, value) VALUES (?1, ?2) ON "
+                 "CONFLICT(name) DO UPDATE SET value = excluded.value"));
+  RETURN_IF_ERROR(upsert.Bind(1, kPilotsIdCounter).Bind(2, id).Run());
+  return VersionStamp{order, id};
+}
+
+absl::StatusOr<VersionStamp> AccessStore::PilotsVersion(Connection& db) {
+  ASSIGN_OR_RETURN(int64_t order, Counter(db, kPilotsCounter));
+  ASSIGN_OR_RETURN(int64_t id, Counter(db, kPilotsIdCounter));
+  return VersionStamp{order, id};
 }
 
 }  // namespace custos::access

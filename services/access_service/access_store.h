@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "common/database.h"
 #include "custos/access/v1/access_service.pb.h"
+#include "services/access_service/fact_versions.h"
 
 namespace custos::access {
 
@@ -24,14 +25,24 @@ struct AccessRequestFilter {
   std::optional<v1::AccessRequest::Approver> approver;
 };
 
+// One write's entry in the Watch log (WatchPermissionChanges).
+struct PermissionChangeRow {
+  int64_t seq = 0;        // the write's sequence number
+  int64_t change_id = 0;  // random
+  int64_t change_micros = 0;
+  std::string changes;  // a serialized v1::WatchPermissionChangesResponse
+};
+
 // SQL for AccessService's data. Every function runs inside the caller's
 // transaction (Database::Read/Write). Resources come back as their API
 // messages with `name` filled in; absent rows are nullopt, not errors.
 //
 // Versions: every site has a version bumped by any change to it or its
-// members; `pilots` is one version for all pilots; `seq` counts writes and is
-// the consistency token. Versions are persistent, so cache entries tagged with
-// them stay comparable across restarts.
+// members, with a random id per bump; `pilots` is one version for all
+// pilots; `seq` counts writes and is the consistency token's sequence.
+// Versions are persistent, so cache entries tagged with them stay
+// comparable across restarts, and their random ids never repeat, also
+// after a restore from a backup.
 class AccessStore {
  public:
   // Opens `database` (sqlite:PATH or postgresql://...) and applies the
@@ -40,22 +51,26 @@ class AccessStore {
       const std::string& database, const DatabaseOptions& options = {});
 
   // Sites.
-  static absl::Status InsertSite(Connection& db, const std::string& site_id,
-                                 const v1::Site& site, absl::Time now);
+  // Returns the site's first version.
+  static absl::StatusOr<VersionStamp> InsertSite(Connection& db,
+                                                 const std::string& site_id,
+                                                 const v1::Site& site,
+                                                 absl::Time now);
   static absl::StatusOr<std::optional<v1::Site>> FindSite(
       Connection& db, const std::string& site_id);
   // Ordered by id, after `after_id`.
   static absl::StatusOr<std::vector<v1::Site>> ListSites(
       Connection& db, const std::string& after_id, int limit);
-  static absl::Status UpdateSite(Connection& db, const std::string& site_id,
-                                 const v1::Site& site, absl::Time now);
   // Returns the site's new version.
-  static absl::StatusOr<int64_t> BumpSiteVersion(Connection& db,
+  static absl::StatusOr<VersionStamp> UpdateSite(Connection& db,
                                                  const std::string& site_id,
+                                                 const v1::Site& site,
                                                  absl::Time now);
-  // 0 when the site does not exist.
-  static absl::StatusOr<int64_t> SiteVersion(Connection& db,
-                                             const std::string& site_id);
+  static absl::StatusOr<VersionStamp> BumpSiteVersion(
+      Connection& db, const std::string& site_id, absl::Time now);
+  // Zero when the site does not exist.
+  static absl::StatusOr<VersionStamp> SiteVersion(Connection& db,
+                                                  const std::string& site_id);
 
   // Members.
   static absl::StatusOr<std::optional<v1::SiteMember>> FindMember(
@@ -130,12 +145,30 @@ class AccessStore {
   static absl::StatusOr<int64_t> BumpCounter(Connection& db,
                                              absl::string_view name);
 
-  // The newest customer version CustomerManagementService told us about.
-  static absl::StatusOr<int64_t> CustomerVersion(
-      Connection& db, const std::string& customer_id);
-  // Keeps the larger of the stored and the given version; returns it.
-  static absl::StatusOr<int64_t> RaiseCustomerVersion(
-      Connection& db, const std::string& customer_id, int64_t version);
+  // The Watch log, in write order.
+  static absl::Status InsertPermissionChange(Connection& db,
+                                             const PermissionChangeRow& row);
+  static absl::StatusOr<std::vector<PermissionChangeRow>> ListPermissionChanges(
+      Connection& db, int64_t after_seq, int limit);
+  static absl::StatusOr<std::optional<PermissionChangeRow>>
+  FindPermissionChange(Connection& db, int64_t seq);
+  static absl::StatusOr<std::optional<PermissionChangeRow>>
+  LastPermissionChange(Connection& db);
+  // Deletes rows older than `older_than` but the newest; returns how many.
+  static absl::StatusOr<int64_t> PrunePermissionChanges(Connection& db,
+                                                        absl::Time older_than);
+
+  // Named values kept with the store identity (e.g. the policy fingerprint
+  // last announced on the Watch log); "" when unset.
+  static absl::StatusOr<std::string> IdentityValue(Connection& db,
+                                                   absl::string_view name);
+  static absl::Status SetIdentityValue(Connection& db, absl::string_view name,
+                                       absl::string_view value);
+
+  // The pilots' version (order: kPilotsCounter; id: kPilotsIdCounter).
+  static constexpr char kPilotsIdCounter[] = "pilots_id";
+  static absl::StatusOr<VersionStamp> BumpPilotsVersion(Connection& db);
+  static absl::StatusOr<VersionStamp> PilotsVersion(Connection& db);
 };
 
 }  // namespace custos::access

@@ -1,14 +1,11 @@
 #ifndef CUSTOS_SERVICES_ACCESS_SERVICE_CUSTOMER_FACTS_H_
 #define CUSTOS_SERVICES_ACCESS_SERVICE_CUSTOMER_FACTS_H_
 
-#include <cstdint>
-#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "absl/time/time.h"
-#include "common/service_token.h"
-#include "custos/customers/v1/customers_service.grpc.pb.h"
+#include "custos/customers/v1/customers_service.pb.h"
+#include "services/access_service/fact_versions.h"
 
 namespace custos::access {
 
@@ -19,12 +16,14 @@ struct CustomerFacts {
       customers::v1::MANAGEMENT_TYPE_UNSPECIFIED;
   customers::v1::CustomerRelation relation =
       customers::v1::CUSTOMER_RELATION_NONE;
-  // The customer's version these facts are from; 0 when it does not exist.
-  int64_t version = 0;
+  // The customer's last change these facts include (its sequence in the
+  // change feed and random id); zero when it never changed.
+  VersionStamp version;
 };
 
-// Where customer facts come from: CustomerManagementService in production,
-// an in-process fake of it in unit tests. Thread-safe.
+// Where customer facts come from: CustomerManagementService in production
+// (customer_facts_grpc.h), an in-process fake of it in unit tests.
+// Thread-safe.
 class CustomerFactsSource {
  public:
   virtual ~CustomerFactsSource() = default;
@@ -33,25 +32,15 @@ class CustomerFactsSource {
                                             const std::string& user_id) = 0;
 };
 
-// Calls CustomerManagementService.GetAccessContext with a deadline and the
-// service's own token.
-class GrpcCustomerFactsSource final : public CustomerFactsSource {
+// CustomerManagementService's change feed (ListCustomerChanges).
+// Thread-safe.
+class CustomerChangeSource {
  public:
-  // REQUIRES: `token` outlives this object.
-  GrpcCustomerFactsSource(
-      std::unique_ptr<customers::v1::CustomerManagementService::StubInterface>
-          stub,
-      ServiceToken* token, absl::Duration timeout)
-      : stub_(std::move(stub)), token_(token), timeout_(timeout) {}
-
-  absl::StatusOr<CustomerFacts> Get(const std::string& customer_id,
-                                    const std::string& user_id) override;
-
- private:
-  std::unique_ptr<customers::v1::CustomerManagementService::StubInterface>
-      stub_;
-  ServiceToken* token_;
-  absl::Duration timeout_;
+  virtual ~CustomerChangeSource() = default;
+  // OUT_OF_RANGE when `since` cannot be continued; UNAVAILABLE when the
+  // owner cannot answer in time.
+  virtual absl::StatusOr<customers::v1::ListCustomerChangesResponse> List(
+      const std::string& since, int page_size) = 0;
 };
 
 }  // namespace custos::access

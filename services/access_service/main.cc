@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/auth.h"
 #include "common/executor.h"
@@ -17,14 +18,19 @@
 #include "common/server.h"
 #include "common/service_flags.h"
 #include "common/service_token.h"
+#include "common/store_identity.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "services/access_service/access_logic.h"
 #include "services/access_service/access_service.h"
 #include "services/access_service/access_store.h"
-#include "services/access_service/customer_facts.h"
+#include "services/access_service/answer_cache.h"
+#include "services/access_service/customer_facts_grpc.h"
+#include "services/access_service/customer_feed.h"
+#include "services/access_service/fact_versions.h"
 #include "services/access_service/permission_engine.h"
 #include "services/access_service/policy.h"
+#include "services/access_service/site_facts_loader.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "host:port to serve gRPC on");
 ABSL_FLAG(std::string, database, "sqlite:access.db",
@@ -54,6 +60,13 @@ ABSL_FLAG(absl::Duration, version_sync_interval, absl::Seconds(1),
           "other replicas reach this one's answers (the bound on staleness "
           "for checks without a consistency token)");
 
+ABSL_FLAG(absl::Duration, customer_feed_interval, absl::Milliseconds(200),
+          "how often customer_management_service's change feed is read");
+ABSL_FLAG(absl::Duration, customer_feed_max_lag, absl::Seconds(1),
+          "bound on how stale a cached customers/ answer may be: past it "
+          "without a complete read of the change feed, customer answers are "
+          "read through to customer_management_service");
+
 using custos::Die;
 
 int main(int argc, char** argv) {
@@ -78,18 +91,45 @@ int main(int argc, char** argv) {
   redis_options.command_timeout = redis_options.connect_timeout;
   custos::RedisClient redis(redis_options);
 
+  auto identity = custos::LoadStoreIdentity(**db);
+  if (!identity.ok()) {
+    Die("cannot read the store: " + identity.status().ToString());
+  }
+  if (identity->created) {
+    custos::Log("info", "store created",
+                {{"incarnation", identity->incarnation}});
+  }
+
   custos::ServiceToken token(custos::ServiceTokenFileFlag());
-  custos::access::GrpcCustomerFactsSource customers(
+  custos::access::GrpcCustomerSource customers(
       custos::customers::v1::CustomerManagementService::NewStub(
-          grpc::CreateChannel(absl::GetFlag(FLAGS_customers_address),
-                              grpc::InsecureChannelCredentials())),
+          custos::PeerChannel(absl::GetFlag(FLAGS_customers_address))),
       &token, absl::Milliseconds(absl::GetFlag(FLAGS_peer_timeout_ms)));
 
-  custos::access::PermissionEngineOptions engine_options;
-  engine_options.ttl = absl::GetFlag(FLAGS_cache_ttl);
-  custos::access::PermissionEngine engine(db->get(), policy->get(), &customers,
-                                          &redis, custos::RealClock::Get(),
-                                          engine_options);
+  // The permission engine, composed here (permission_engine.h).
+  custos::access::FactVersions versions;
+  custos::access::SiteFactsLoader site_facts(db->get());
+  custos::access::CustomerFeedOptions feed_options;
+  feed_options.max_lag = absl::GetFlag(FLAGS_customer_feed_max_lag);
+  const absl::Duration feed_interval =
+      absl::GetFlag(FLAGS_customer_feed_interval);
+  if (feed_interval <= absl::ZeroDuration() ||
+      feed_interval >= feed_options.max_lag) {
+    Die("--customer_feed_interval must be > 0 and below "
+        "--customer_feed_max_lag");
+  }
+  custos::access::CustomerFeedFollower feed(
+      &customers, &versions, custos::RealClock::Get(), feed_options);
+  custos::access::AnswerCacheOptions cache_options;
+  cache_options.ttl = absl::GetFlag(FLAGS_cache_ttl);
+  // v2: values carry a MAC; the incarnation keeps stores apart.
+  cache_options.redis_prefix =
+      absl::StrCat("custos:perm:v2:", identity->incarnation, ":");
+  cache_options.mac_key = identity->cache_key;
+  custos::access::AnswerCache cache(&redis, custos::RealClock::Get(),
+                                    cache_options);
+  custos::access::PermissionEngine engine(policy->get(), &site_facts,
+                                          &customers, &feed, &versions, &cache);
   // R8 notices go out through the outbox (DESIGN §1).
   std::unique_ptr<custos::OutboxWorker> notifications_outbox;
   if (const std::string address = absl::GetFlag(FLAGS_notifications_address);
@@ -105,6 +145,7 @@ int main(int argc, char** argv) {
   custos::RandomIdGenerator ids;
   custos::access::AccessLogicOptions logic_options;
   logic_options.request_ttl = absl::GetFlag(FLAGS_access_request_ttl);
+  logic_options.incarnation = identity->incarnation;
   custos::access::AccessLogic logic(db->get(), policy->get(), &engine,
                                     custos::RealClock::Get(), &ids,
                                     logic_options, notifications_outbox.get());
@@ -123,6 +164,23 @@ int main(int argc, char** argv) {
                       {{"error", expired.status().ToString()}});
         }
       });
+  // Customer changes reach this replica's answers within the feed's max
+  // lag; until the first read succeeds, customer answers are read through.
+  feed.Poll().IgnoreError();
+  bool feed_failing = false;
+  auto feed_poll = std::make_unique<custos::Periodic>(feed_interval, [&] {
+    absl::Status polled = feed.Poll();
+    if (polled.ok() == !feed_failing) return;
+    feed_failing = !polled.ok();
+    if (feed_failing) {
+      custos::Log("warning",
+                  "customer change feed unreadable; customer answers are "
+                  "read through until it is back",
+                  {{"error", polled.ToString()}});
+    } else {
+      custos::Log("info", "customer change feed readable again");
+    }
+  });
   // Writes made through other replicas reach this one's answers within
   // the interval (a consistency token makes it wait for no interval).
   auto version_sync = std::make_unique<custos::Periodic>(
@@ -171,6 +229,7 @@ int main(int argc, char** argv) {
   executor.Shutdown();
   sweeper.reset();
   version_sync.reset();
+  feed_poll.reset();
   if (notifications_outbox) notifications_outbox->Stop();
   if (!status.ok()) Die(status.ToString());
   custos::FlushLogs();

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/audit_store.h"
+#include "common/consistency_token.h"
 #include "common/grpc_status.h"
 #include "common/idempotency_store.h"
 #include "common/logic_helpers.h"
@@ -27,6 +28,7 @@ namespace {
 
 using custos::common::v1::ListAuditEventsRequest;
 using custos::common::v1::ListAuditEventsResponse;
+using google::protobuf::util::TimeUtil;
 
 // How much the caller may do with one partner or customer, weakest first.
 enum class Standing {
@@ -216,7 +218,6 @@ absl::Status ValidateProduct(absl::string_view prefix, const v1::Product& p,
     return InvalidField(absl::StrCat(prefix, ".status"),
                         "is not a known product status");
   }
-  using google::protobuf::util::TimeUtil;
   if (p.has_term_start_time() && p.has_term_end_time() &&
       TimeUtil::TimestampToMicroseconds(p.term_end_time()) <
           TimeUtil::TimestampToMicroseconds(p.term_start_time())) {
@@ -290,35 +291,49 @@ constexpr char kNotifyCustomerChanged[] =
 // How long a write waits for AccessService to hear of it before answering.
 constexpr absl::Duration kAnnounceDeadline = absl::Seconds(1);
 
-absl::Status CustomerManagement::AnnounceCustomer(
+std::string CustomerManagement::TokenOf(int64_t sequence,
+                                        int64_t change_id) const {
+  ConsistencyToken token;
+  token.store = ConsistencyToken::Store::kCustomers;
+  token.incarnation = incarnation_;
+  token.sequence = sequence;
+  token.change_id = change_id;
+  return token.Encode();
+}
+
+absl::StatusOr<std::string> CustomerManagement::HeadToken(Connection& db) {
+  ASSIGN_OR_RETURN(CustomerChangeRow head, CustomerStore::LastChange(db));
+  return TokenOf(head.sequence, head.change_id);
+}
+
+absl::StatusOr<std::string> CustomerManagement::AnnounceCustomer(
     Connection& db, const std::string& customer_id, bool deleted,
     absl::Time now) {
-  if (outbox_ == nullptr) return absl::OkStatus();
+  ASSIGN_OR_RETURN(
+      CustomerChangeRow change,
+      CustomerStore::AppendCustomerChange(db, customer_id, deleted, now));
+  std::string token = TokenOf(change.sequence, change.change_id);
+  if (outbox_ == nullptr) return token;
   custos::access::v1::NotifyCustomerChangedRequest notice;
   notice.set_customer(absl::StrCat("customers/", customer_id));
   notice.set_deleted(deleted);
-  if (!deleted) {
-    ASSIGN_OR_RETURN(auto customer,
-                     CustomerStore::FindCustomer(db, customer_id));
-    if (customer) notice.set_version(customer->version());
-  }
-  return EnqueueOutbox(db, "access", kNotifyCustomerChanged, notice, now);
+  notice.set_version(change.sequence);
+  notice.set_consistency_token(token);
+  RETURN_IF_ERROR(
+      EnqueueOutbox(db, "access", kNotifyCustomerChanged, notice, now));
+  return token;
 }
 
-absl::Status CustomerManagement::AnnouncePartner(Connection& db,
-                                                 const std::string& partner_id,
-                                                 absl::Time now) {
-  if (outbox_ == nullptr) return absl::OkStatus();
+absl::StatusOr<std::string> CustomerManagement::AnnouncePartner(
+    Connection& db, const std::string& partner_id, absl::Time now) {
   ASSIGN_OR_RETURN(auto versions,
                    CustomerStore::CustomerVersionsOfPartner(db, partner_id));
-  for (const auto& [customer_id, version] : versions) {
-    custos::access::v1::NotifyCustomerChangedRequest notice;
-    notice.set_customer(absl::StrCat("customers/", customer_id));
-    notice.set_version(version);
-    RETURN_IF_ERROR(
-        EnqueueOutbox(db, "access", kNotifyCustomerChanged, notice, now));
+  for (const auto& [customer_id, unused] : versions) {
+    RETURN_IF_ERROR(AnnounceCustomer(db, customer_id, false, now).status());
   }
-  return absl::OkStatus();
+  // After the last change appended (or the head, when the partner has no
+  // customers yet).
+  return HeadToken(db);
 }
 
 constexpr char kPublishAlert[] =
@@ -464,10 +479,11 @@ absl::StatusOr<v1::PartnerUser> CustomerManagement::CreatePartnerUser(
     // A new partner user can act on every customer of the partner.
     RETURN_IF_ERROR(
         CustomerStore::BumpPartnerCustomerVersions(db, parent[0], now));
-    RETURN_IF_ERROR(AnnouncePartner(db, parent[0], now));
+    ASSIGN_OR_RETURN(std::string token, AnnouncePartner(db, parent[0], now));
     ASSIGN_OR_RETURN(auto created, CustomerStore::FindPartnerUser(
                                        db, parent[0], request.user_id()));
     result = *created;
+    result.set_consistency_token(token);
     RETURN_IF_ERROR(AppendAuditEvent(
         db, {call.principal.subject, "CreatePartnerUser", result.name(), "",
              ToAuditJson(result), now, call.request_id}));
@@ -503,8 +519,10 @@ CustomerManagement::ListPartnerUsers(
   return response;
 }
 
-absl::StatusOr<google::protobuf::Empty> CustomerManagement::DeletePartnerUser(
+absl::StatusOr<v1::DeletePartnerUserResponse>
+CustomerManagement::DeletePartnerUser(
     const CallContext& call, const v1::DeletePartnerUserRequest& request) {
+  v1::DeletePartnerUserResponse response;
   ASSIGN_OR_RETURN(auto ids, ParseResourceName(request.name(),
                                                "partners/*/users/*", "name"));
   RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
@@ -539,13 +557,14 @@ absl::StatusOr<google::protobuf::Empty> CustomerManagement::DeletePartnerUser(
     RETURN_IF_ERROR(CustomerStore::DeletePartnerUser(db, ids[0], ids[1]));
     RETURN_IF_ERROR(
         CustomerStore::BumpPartnerCustomerVersions(db, ids[0], now));
-    RETURN_IF_ERROR(AnnouncePartner(db, ids[0], now));
+    ASSIGN_OR_RETURN(std::string token, AnnouncePartner(db, ids[0], now));
+    response.set_consistency_token(token);
     return AppendAuditEvent(
         db, {call.principal.subject, "DeletePartnerUser", request.name(),
              ToAuditJson(*user), "", now, call.request_id});
   }));
   DeliverAnnouncements();
-  return google::protobuf::Empty();
+  return response;
 }
 
 absl::StatusOr<v1::Customer> CustomerManagement::CreateCustomer(
@@ -619,9 +638,10 @@ absl::StatusOr<v1::Customer> CustomerManagement::CreateCustomer(
     }
     const absl::Time now = clock_->Now();
     RETURN_IF_ERROR(CustomerStore::InsertCustomer(db, id, row, now));
-    RETURN_IF_ERROR(AnnounceCustomer(db, id, false, now));
+    ASSIGN_OR_RETURN(std::string token, AnnounceCustomer(db, id, false, now));
     ASSIGN_OR_RETURN(auto created, CustomerStore::FindCustomer(db, id));
     result = *created;
+    result.set_consistency_token(token);
     RETURN_IF_ERROR(AppendAuditEvent(
         db, {call.principal.subject, "CreateCustomer", result.name(), "",
              ToAuditJson(result), now, call.request_id}));
@@ -734,9 +754,11 @@ absl::StatusOr<v1::Customer> CustomerManagement::UpdateCustomer(
     updated.set_version(current.version() + 1);
     const absl::Time now = clock_->Now();
     RETURN_IF_ERROR(CustomerStore::UpdateCustomer(db, ids[0], updated, now));
-    RETURN_IF_ERROR(AnnounceCustomer(db, ids[0], false, now));
+    ASSIGN_OR_RETURN(std::string token,
+                     AnnounceCustomer(db, ids[0], false, now));
     ASSIGN_OR_RETURN(auto stored, CustomerStore::FindCustomer(db, ids[0]));
     result = *stored;
+    result.set_consistency_token(token);
     return AppendAuditEvent(
         db, {call.principal.subject, "UpdateCustomer", result.name(),
              ToAuditJson(current), ToAuditJson(result), now, call.request_id});
@@ -745,8 +767,9 @@ absl::StatusOr<v1::Customer> CustomerManagement::UpdateCustomer(
   return result;
 }
 
-absl::StatusOr<google::protobuf::Empty> CustomerManagement::DeleteCustomer(
+absl::StatusOr<v1::DeleteCustomerResponse> CustomerManagement::DeleteCustomer(
     const CallContext& call, const v1::DeleteCustomerRequest& request) {
+  v1::DeleteCustomerResponse response;
   ASSIGN_OR_RETURN(auto ids,
                    ParseResourceName(request.name(), "customers/*", "name"));
   RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
@@ -759,13 +782,15 @@ absl::StatusOr<google::protobuf::Empty> CustomerManagement::DeleteCustomer(
     }
     RETURN_IF_ERROR(CustomerStore::DeleteCustomer(db, ids[0]));
     const absl::Time now = clock_->Now();
-    RETURN_IF_ERROR(AnnounceCustomer(db, ids[0], true, now));
+    ASSIGN_OR_RETURN(std::string token,
+                     AnnounceCustomer(db, ids[0], true, now));
+    response.set_consistency_token(token);
     return AppendAuditEvent(
         db, {call.principal.subject, "DeleteCustomer", current.name(),
              ToAuditJson(current), "", now, call.request_id});
   }));
   DeliverAnnouncements();
-  return google::protobuf::Empty();
+  return response;
 }
 
 absl::StatusOr<v1::Customer> CustomerManagement::SetManagementSettings(
@@ -799,6 +824,8 @@ absl::StatusOr<v1::Customer> CustomerManagement::SetManagementSettings(
     if (settings.management_type() == current.management_type() &&
         settings.communications() == current.communications()) {
       result = current;  // Nothing changes: no new version, no audit event.
+      ASSIGN_OR_RETURN(std::string token, HeadToken(db));
+      result.set_consistency_token(token);
       return absl::OkStatus();
     }
     v1::Customer updated = current;
@@ -807,9 +834,11 @@ absl::StatusOr<v1::Customer> CustomerManagement::SetManagementSettings(
     updated.set_version(current.version() + 1);
     const absl::Time now = clock_->Now();
     RETURN_IF_ERROR(CustomerStore::UpdateCustomer(db, ids[0], updated, now));
-    RETURN_IF_ERROR(AnnounceCustomer(db, ids[0], false, now));
+    ASSIGN_OR_RETURN(std::string token,
+                     AnnounceCustomer(db, ids[0], false, now));
     ASSIGN_OR_RETURN(auto stored, CustomerStore::FindCustomer(db, ids[0]));
     result = *stored;
+    result.set_consistency_token(token);
     RETURN_IF_ERROR(AnnounceSettingsChange(db, current, result,
                                            call.principal.subject, now));
     return AppendAuditEvent(
@@ -1069,10 +1098,12 @@ absl::StatusOr<v1::CustomerUser> CustomerManagement::CreateCustomerUser(
         db, parent[0], request.user_id(), request.customer_user(), now));
     // Who can act on the customer changed.
     RETURN_IF_ERROR(CustomerStore::BumpCustomerVersion(db, parent[0], now));
-    RETURN_IF_ERROR(AnnounceCustomer(db, parent[0], false, now));
+    ASSIGN_OR_RETURN(std::string token,
+                     AnnounceCustomer(db, parent[0], false, now));
     ASSIGN_OR_RETURN(auto created, CustomerStore::FindCustomerUser(
                                        db, parent[0], request.user_id()));
     result = *created;
+    result.set_consistency_token(token);
     RETURN_IF_ERROR(AppendAuditEvent(
         db, {call.principal.subject, "CreateCustomerUser", result.name(), "",
              ToAuditJson(result), now, call.request_id}));
@@ -1110,8 +1141,10 @@ CustomerManagement::ListCustomerUsers(
   return response;
 }
 
-absl::StatusOr<google::protobuf::Empty> CustomerManagement::DeleteCustomerUser(
+absl::StatusOr<v1::DeleteCustomerUserResponse>
+CustomerManagement::DeleteCustomerUser(
     const CallContext& call, const v1::DeleteCustomerUserRequest& request) {
+  v1::DeleteCustomerUserResponse response;
   ASSIGN_OR_RETURN(auto ids, ParseResourceName(request.name(),
                                                "customers/*/users/*", "name"));
   RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
@@ -1127,13 +1160,15 @@ absl::StatusOr<google::protobuf::Empty> CustomerManagement::DeleteCustomerUser(
     const absl::Time now = clock_->Now();
     RETURN_IF_ERROR(CustomerStore::DeleteCustomerUser(db, ids[0], ids[1]));
     RETURN_IF_ERROR(CustomerStore::BumpCustomerVersion(db, ids[0], now));
-    RETURN_IF_ERROR(AnnounceCustomer(db, ids[0], false, now));
+    ASSIGN_OR_RETURN(std::string token,
+                     AnnounceCustomer(db, ids[0], false, now));
+    response.set_consistency_token(token);
     return AppendAuditEvent(
         db, {call.principal.subject, "DeleteCustomerUser", request.name(),
              ToAuditJson(*user), "", now, call.request_id});
   }));
   DeliverAnnouncements();
-  return google::protobuf::Empty();
+  return response;
 }
 
 namespace {
@@ -1158,11 +1193,21 @@ absl::StatusOr<v1::AccessContext> CustomerManagement::GetAccessContext(
   RETURN_IF_ERROR(ValidateUserId("user", request.user()));
   v1::AccessContext context;
   RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
+    context = v1::AccessContext();
+    ASSIGN_OR_RETURN(CustomerChangeRow head,
+                     CustomerStore::CustomerChangeHead(db, ids[0]));
+    context.set_change_sequence(head.sequence);
+    context.set_change_id(head.change_id);
     ASSIGN_OR_RETURN(auto customer, CustomerStore::FindCustomer(db, ids[0]));
     if (!customer) {
+      if (request.include_missing()) {
+        context.set_customer(request.customer());
+        return absl::OkStatus();
+      }
       return absl::NotFoundError(
           absl::StrCat(request.customer(), " does not exist"));
     }
+    context.set_exists(true);
     v1::ManagementSettings settings = EffectiveSettings(*customer);
     context.set_customer(customer->name());
     context.set_management_type(settings.management_type());
@@ -1255,6 +1300,95 @@ CustomerManagement::GetCommunicationRouting(
     return absl::OkStatus();
   }));
   return routing;
+}
+
+absl::StatusOr<v1::ListCustomerChangesResponse>
+CustomerManagement::ListCustomerChanges(
+    const CallContext& call, const v1::ListCustomerChangesRequest& request) {
+  RETURN_IF_ERROR(RequireService(call.principal, "ListCustomerChanges"));
+  constexpr int kMaxChangesPage = 1000;
+  if (request.page_size() < 0) {
+    return InvalidField("page_size", "must not be negative");
+  }
+  const int page_size = request.page_size() == 0
+                            ? kMaxChangesPage
+                            : std::min(request.page_size(), kMaxChangesPage);
+  std::optional<ConsistencyToken> since;
+  if (!request.since().empty()) {
+    absl::StatusOr<ConsistencyToken> decoded =
+        ConsistencyToken::Decode(request.since());
+    if (!decoded.ok() ||
+        decoded->store != ConsistencyToken::Store::kCustomers) {
+      return InvalidField("since", "must be a next_position returned earlier");
+    }
+    since = *decoded;
+  }
+  v1::ListCustomerChangesResponse response;
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
+    response = v1::ListCustomerChangesResponse();
+    ASSIGN_OR_RETURN(CustomerChangeRow head, CustomerStore::LastChange(db));
+    if (!since) {
+      response.set_next_position(TokenOf(head.sequence, head.change_id));
+      return absl::OkStatus();
+    }
+    const auto out_of_range = [](absl::string_view why) {
+      return WithReason(
+          absl::OutOfRangeError(absl::StrCat(
+              "since ", why,
+              "; start again with an empty since and re-read what you keep")),
+          "CHANGE_POSITION_OUT_OF_RANGE");
+    };
+    if (since->incarnation != incarnation_) {
+      return out_of_range("is from another store (its incarnation differs)");
+    }
+    if (since->sequence > head.sequence) {
+      return out_of_range(
+          "is ahead of this store's history (was it restored from a "
+          "backup?)");
+    }
+    if (since->sequence > 0) {
+      ASSIGN_OR_RETURN(auto at, CustomerStore::FindChange(db, since->sequence));
+      if (!at) return out_of_range("is older than the retained history");
+      if (at->change_id != since->change_id) {
+        return out_of_range(
+            "names a change this store does not have (was it restored from "
+            "a backup?)");
+      }
+    } else if (head.sequence > 0) {
+      ASSIGN_OR_RETURN(auto first, CustomerStore::FindChange(db, 1));
+      if (!first) return out_of_range("is older than the retained history");
+    }
+    ASSIGN_OR_RETURN(
+        std::vector<CustomerChangeRow> changes,
+        CustomerStore::ListCustomerChanges(db, since->sequence, page_size + 1));
+    if (static_cast<int>(changes.size()) > page_size) {
+      changes.resize(page_size);
+      response.set_more(true);
+    }
+    int64_t last_sequence = since->sequence;
+    int64_t last_id = since->change_id;
+    for (const CustomerChangeRow& row : changes) {
+      v1::CustomerChange* change = response.add_changes();
+      change->set_customer(absl::StrCat("customers/", row.customer_id));
+      change->set_deleted(row.deleted);
+      change->set_sequence(row.sequence);
+      change->set_change_id(row.change_id);
+      *change->mutable_change_time() =
+          TimeUtil::MicrosecondsToTimestamp(row.change_micros);
+      last_sequence = row.sequence;
+      last_id = row.change_id;
+    }
+    response.set_next_position(TokenOf(last_sequence, last_id));
+    return absl::OkStatus();
+  }));
+  return response;
+}
+
+absl::Status CustomerManagement::PruneChanges(absl::Duration retention) {
+  const absl::Time older_than = clock_->Now() - retention;
+  return db_->Write([&](Connection& db) -> absl::Status {
+    return CustomerStore::PruneCustomerChanges(db, older_than).status();
+  });
 }
 
 absl::StatusOr<ListAuditEventsResponse> CustomerManagement::ListAuditEvents(

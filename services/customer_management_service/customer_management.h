@@ -1,6 +1,10 @@
 #ifndef CUSTOS_SERVICES_CUSTOMER_MANAGEMENT_SERVICE_CUSTOMER_MANAGEMENT_H_
 #define CUSTOS_SERVICES_CUSTOMER_MANAGEMENT_SERVICE_CUSTOMER_MANAGEMENT_H_
 
+#include <cstdint>
+#include <string>
+#include <utility>
+
 #include "absl/status/statusor.h"
 #include "common/call_context.h"
 #include "common/clock.h"
@@ -9,7 +13,6 @@
 #include "common/outbox.h"
 #include "custos/common/v1/audit.pb.h"
 #include "custos/customers/v1/customers_service.pb.h"
-#include "google/protobuf/empty.pb.h"
 
 namespace custos::customers {
 
@@ -37,12 +40,16 @@ class CustomerManagement {
   // `notifications_outbox`, when given, carries management-settings changes
   // to NotificationService as account alerts for the customer (routed by
   // R2 like any alert), delivered in the background.
+  // `incarnation` is the store's (StoreIdentity): part of every
+  // consistency token and change-feed position this service hands out.
   CustomerManagement(Database* database, const Clock* clock, IdGenerator* ids,
+                     std::string incarnation,
                      OutboxWorker* access_outbox = nullptr,
                      OutboxWorker* notifications_outbox = nullptr)
       : db_(database),
         clock_(clock),
         ids_(ids),
+        incarnation_(std::move(incarnation)),
         outbox_(access_outbox),
         notifications_outbox_(notifications_outbox) {}
 
@@ -59,7 +66,7 @@ class CustomerManagement {
       const CallContext& call, const v1::ListPartnerUsersRequest& request);
   // FAILED_PRECONDITION when the user is an account manager
   // (ACCOUNT_MANAGER_IN_USE) or the partner's last admin (LAST_PARTNER_ADMIN).
-  absl::StatusOr<google::protobuf::Empty> DeletePartnerUser(
+  absl::StatusOr<v1::DeletePartnerUserResponse> DeletePartnerUser(
       const CallContext& call, const v1::DeletePartnerUserRequest& request);
 
   absl::StatusOr<v1::Customer> CreateCustomer(
@@ -71,7 +78,7 @@ class CustomerManagement {
   // ABORTED (STALE_ETAG) when an etag is given and is not current.
   absl::StatusOr<v1::Customer> UpdateCustomer(
       const CallContext& call, const v1::UpdateCustomerRequest& request);
-  absl::StatusOr<google::protobuf::Empty> DeleteCustomer(
+  absl::StatusOr<v1::DeleteCustomerResponse> DeleteCustomer(
       const CallContext& call, const v1::DeleteCustomerRequest& request);
   // R1/R2. The etag is required. FAILED_PRECONDITION
   // (CUSTOMER_HAS_NO_PARTNER) for partner management of a customer without a
@@ -93,7 +100,7 @@ class CustomerManagement {
       const CallContext& call, const v1::CreateCustomerUserRequest& request);
   absl::StatusOr<v1::ListCustomerUsersResponse> ListCustomerUsers(
       const CallContext& call, const v1::ListCustomerUsersRequest& request);
-  absl::StatusOr<google::protobuf::Empty> DeleteCustomerUser(
+  absl::StatusOr<v1::DeleteCustomerUserResponse> DeleteCustomerUser(
       const CallContext& call, const v1::DeleteCustomerUserRequest& request);
 
   absl::StatusOr<v1::AccessContext> GetAccessContext(
@@ -105,17 +112,31 @@ class CustomerManagement {
   absl::StatusOr<v1::ListBroadcastRecipientsResponse> ListBroadcastRecipients(
       const CallContext& call,
       const v1::ListBroadcastRecipientsRequest& request);
+  // The change feed, for AccessService (role `service`).
+  absl::StatusOr<v1::ListCustomerChangesResponse> ListCustomerChanges(
+      const CallContext& call, const v1::ListCustomerChangesRequest& request);
+  // Drops feed entries older than `retention` (the newest always stays).
+  absl::Status PruneChanges(absl::Duration retention);
+
   absl::StatusOr<custos::common::v1::ListAuditEventsResponse> ListAuditEvents(
       const CallContext& call,
       const custos::common::v1::ListAuditEventsRequest& request);
 
  private:
-  // Inside a write: tells AccessService the customer's new version.
-  absl::Status AnnounceCustomer(Connection& db, const std::string& customer_id,
-                                bool deleted, absl::Time now);
-  // Inside a write: announces every customer of the partner.
-  absl::Status AnnouncePartner(Connection& db, const std::string& partner_id,
-                               absl::Time now);
+  // A consistency token / feed position for change `sequence`.
+  std::string TokenOf(int64_t sequence, int64_t change_id) const;
+  // The token of the newest change.
+  absl::StatusOr<std::string> HeadToken(Connection& db);
+  // Inside a write: appends the customer's change to the feed and tells
+  // AccessService through the outbox. Returns the change's token.
+  absl::StatusOr<std::string> AnnounceCustomer(Connection& db,
+                                               const std::string& customer_id,
+                                               bool deleted, absl::Time now);
+  // Inside a write: announces every customer of the partner; returns the
+  // token of the last change.
+  absl::StatusOr<std::string> AnnouncePartner(Connection& db,
+                                              const std::string& partner_id,
+                                              absl::Time now);
   // Inside a write: an account alert telling the customer's recipients
   // (R2) that its management settings changed from `before` to `after`.
   absl::Status AnnounceSettingsChange(Connection& db,
@@ -128,6 +149,7 @@ class CustomerManagement {
   Database* db_;
   const Clock* clock_;
   IdGenerator* ids_;
+  const std::string incarnation_;
   OutboxWorker* outbox_;
   OutboxWorker* notifications_outbox_;
 };

@@ -69,11 +69,11 @@ grpc::ServerUnaryReactor* CustomerManagementService::ListPartnerUsers(
 grpc::ServerUnaryReactor* CustomerManagementService::DeletePartnerUser(
     grpc::CallbackServerContext* context,
     const v1::DeletePartnerUserRequest* request,
-    google::protobuf::Empty* response) {
+    v1::DeletePartnerUserResponse* response) {
   return runner_.Unary(
       context, "DeletePartnerUser", request, response,
       [this](const CallContext& call, const v1::DeletePartnerUserRequest& req,
-             google::protobuf::Empty* resp) -> absl::Status {
+             v1::DeletePartnerUserResponse* resp) -> absl::Status {
         ASSIGN_OR_RETURN(*resp, logic_->DeletePartnerUser(call, req));
         return absl::OkStatus();
       });
@@ -131,11 +131,11 @@ grpc::ServerUnaryReactor* CustomerManagementService::UpdateCustomer(
 grpc::ServerUnaryReactor* CustomerManagementService::DeleteCustomer(
     grpc::CallbackServerContext* context,
     const v1::DeleteCustomerRequest* request,
-    google::protobuf::Empty* response) {
+    v1::DeleteCustomerResponse* response) {
   return runner_.Unary(
       context, "DeleteCustomer", request, response,
       [this](const CallContext& call, const v1::DeleteCustomerRequest& req,
-             google::protobuf::Empty* resp) -> absl::Status {
+             v1::DeleteCustomerResponse* resp) -> absl::Status {
         ASSIGN_OR_RETURN(*resp, logic_->DeleteCustomer(call, req));
         return absl::OkStatus();
       });
@@ -233,12 +233,25 @@ grpc::ServerUnaryReactor* CustomerManagementService::ListCustomerUsers(
 grpc::ServerUnaryReactor* CustomerManagementService::DeleteCustomerUser(
     grpc::CallbackServerContext* context,
     const v1::DeleteCustomerUserRequest* request,
-    google::protobuf::Empty* response) {
+    v1::DeleteCustomerUserResponse* response) {
   return runner_.Unary(
       context, "DeleteCustomerUser", request, response,
       [this](const CallContext& call, const v1::DeleteCustomerUserRequest& req,
-             google::protobuf::Empty* resp) -> absl::Status {
+             v1::DeleteCustomerUserResponse* resp) -> absl::Status {
         ASSIGN_OR_RETURN(*resp, logic_->DeleteCustomerUser(call, req));
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* CustomerManagementService::ListCustomerChanges(
+    grpc::CallbackServerContext* context,
+    const v1::ListCustomerChangesRequest* request,
+    v1::ListCustomerChangesResponse* response) {
+  return runner_.UnaryRead(
+      context, "ListCustomerChanges", request, response,
+      [this](const CallContext& call, const v1::ListCustomerChangesRequest& req,
+             v1::ListCustomerChangesResponse* resp) -> absl::Status {
+        ASSIGN_OR_RETURN(*resp, logic_->ListCustomerChanges(call, req));
         return absl::OkStatus();
       });
 }

@@ -39,7 +39,7 @@ class CustomerManagementService final
   grpc::ServerUnaryReactor* DeletePartnerUser(
       grpc::CallbackServerContext* context,
       const v1::DeletePartnerUserRequest* request,
-      google::protobuf::Empty* response) override;
+      v1::DeletePartnerUserResponse* response) override;
   grpc::ServerUnaryReactor* CreateCustomer(
       grpc::CallbackServerContext* context,
       const v1::CreateCustomerRequest* request,
@@ -58,7 +58,7 @@ class CustomerManagementService final
   grpc::ServerUnaryReactor* DeleteCustomer(
       grpc::CallbackServerContext* context,
       const v1::DeleteCustomerRequest* request,
-      google::protobuf::Empty* response) override;
+      v1::DeleteCustomerResponse* response) override;
   grpc::ServerUnaryReactor* SetManagementSettings(
       grpc::CallbackServerContext* context,
       const v1::SetManagementSettingsRequest* request,
@@ -88,7 +88,11 @@ class CustomerManagementService final
   grpc::ServerUnaryReactor* DeleteCustomerUser(
       grpc::CallbackServerContext* context,
       const v1::DeleteCustomerUserRequest* request,
-      google::protobuf::Empty* response) override;
+      v1::DeleteCustomerUserResponse* response) override;
+  grpc::ServerUnaryReactor* ListCustomerChanges(
+      grpc::CallbackServerContext* context,
+      const v1::ListCustomerChangesRequest* request,
+      v1::ListCustomerChangesResponse* response) override;
   grpc::ServerUnaryReactor* GetAccessContext(
       grpc::CallbackServerContext* context,
       const v1::GetAccessContextRequest* request,

@@ -4,9 +4,11 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/audit_store.h"
+#include "common/consistency_token.h"
 #include "common/idempotency_store.h"
 #include "common/outbox.h"
 #include "common/status_macros.h"
+#include "common/store_identity.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace custos::customers {
@@ -74,6 +76,30 @@ CREATE INDEX customer_users_by_user ON customer_users(user_id);
       {4, kOutboxSchema},
       {5, kOutboxByDestinationSchema},
       {6, kOutboxLeasesSchema},
+      {7, kStoreIdentitySchema},
+      // The change feed (ListCustomerChanges): one row per change that can
+      // alter a permission answer, numbered in commit order by one counter
+      // row (concurrent writers serialize on it), and each customer's last
+      // change, kept through deletes so versions move on after a re-create.
+      {8, R"sql(
+CREATE TABLE change_counter (
+  name TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+);
+CREATE TABLE customer_changes (
+  seq INTEGER PRIMARY KEY,
+  change_id INTEGER NOT NULL,
+  customer_id TEXT NOT NULL,
+  deleted INTEGER NOT NULL,
+  change_micros INTEGER NOT NULL
+);
+CREATE INDEX customer_changes_by_time ON customer_changes(change_micros);
+CREATE TABLE customer_change_heads (
+  customer_id TEXT PRIMARY KEY,
+  seq INTEGER NOT NULL,
+  change_id INTEGER NOT NULL
+);
+)sql"},
   };
   return *migrations;
 }
@@ -500,6 +526,125 @@ absl::Status CustomerStore::BumpCustomerVersion(Connection& db,
                    db.Prepare("UPDATE customers SET version = version + 1, "
                               "update_micros = ? WHERE id = ?"));
   return bump.Bind(1, absl::ToUnixMicros(now)).Bind(2, customer_id).Run();
+}
+
+absl::StatusOr<CustomerChangeRow> CustomerStore::AppendCustomerChange(
+    Connection& db, const std::string& customer_id, bool deleted,
+    absl::Time now) {
+  ASSIGN_OR_RETURN(
+      Statement bump,
+      db.Prepare("INSERT INTO change_counter(name, value) VALUES ('changes', "
+                 "1) ON CONFLICT(name) DO UPDATE SET value = "
+                 "change_counter.value + 1 RETURNING value"));
+  ASSIGN_OR_RETURN(bool bumped, bump.Step());
+  if (!bumped) return absl::InternalError("change counter returned no row");
+  CustomerChangeRow change;
+  change.customer_id = customer_id;
+  change.deleted = deleted;
+  change.sequence = bump.ColumnInt64(0);
+  change.change_id = NewVersionId();
+  change.change_micros = absl::ToUnixMicros(now);
+  RETURN_IF_ERROR(bump.Run());
+  ASSIGN_OR_RETURN(
+      Statement insert,
+      db.Prepare("INSERT INTO customer_changes(seq, change_id, customer_id, "
+                 "deleted, change_micros) VALUES (?, ?, ?, ?, ?)"));
+  RETURN_IF_ERROR(insert.Bind(1, change.sequence)
+                      .Bind(2, change.change_id)
+                      .Bind(3, customer_id)
+                      .Bind(4, deleted ? 1 : 0)
+                      .Bind(5, change.change_micros)
+                      .Run());
+  ASSIGN_OR_RETURN(
+      Statement head,
+      db.Prepare("INSERT INTO customer_change_heads(customer_id, seq, "
+                 "change_id) VALUES (?1, ?2, ?3) ON CONFLICT(customer_id) DO "
+                 "UPDATE SET seq = excluded.seq, change_id = "
+                 "excluded.change_id"));
+  RETURN_IF_ERROR(head.Bind(1, customer_id)
+                      .Bind(2, change.sequence)
+                      .Bind(3, change.change_id)
+                      .Run());
+  return change;
+}
+
+absl::StatusOr<CustomerChangeRow> CustomerStore::CustomerChangeHead(
+    Connection& db, const std::string& customer_id) {
+  ASSIGN_OR_RETURN(Statement select,
+                   db.Prepare("SELECT seq, change_id FROM "
+                              "customer_change_heads WHERE customer_id = ?"));
+  select.Bind(1, customer_id);
+  ASSIGN_OR_RETURN(bool row, select.Step());
+  CustomerChangeRow head;
+  head.customer_id = customer_id;
+  if (row) {
+    head.sequence = select.ColumnInt64(0);
+    head.change_id = select.ColumnInt64(1);
+  }
+  return head;
+}
+
+namespace {
+
+CustomerChangeRow ReadChange(const Statement& row) {
+  CustomerChangeRow change;
+  change.sequence = row.ColumnInt64(0);
+  change.change_id = row.ColumnInt64(1);
+  change.customer_id = row.ColumnText(2);
+  change.deleted = row.ColumnInt64(3) != 0;
+  change.change_micros = row.ColumnInt64(4);
+  return change;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<CustomerChangeRow>>
+CustomerStore::ListCustomerChanges(Connection& db, int64_t after_sequence,
+                                   int limit) {
+  ASSIGN_OR_RETURN(
+      Statement select,
+      db.Prepare("SELECT seq, change_id, customer_id, deleted, change_micros "
+                 "FROM customer_changes WHERE seq > ? ORDER BY seq LIMIT ?"));
+  select.Bind(1, after_sequence).Bind(2, static_cast<int64_t>(limit));
+  std::vector<CustomerChangeRow> changes;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) return changes;
+    changes.push_back(ReadChange(select));
+  }
+}
+
+absl::StatusOr<std::optional<CustomerChangeRow>> CustomerStore::FindChange(
+    Connection& db, int64_t sequence) {
+  ASSIGN_OR_RETURN(
+      Statement select,
+      db.Prepare("SELECT seq, change_id, customer_id, deleted, change_micros "
+                 "FROM customer_changes WHERE seq = ?"));
+  select.Bind(1, sequence);
+  ASSIGN_OR_RETURN(bool row, select.Step());
+  if (!row) return std::nullopt;
+  return ReadChange(select);
+}
+
+absl::StatusOr<CustomerChangeRow> CustomerStore::LastChange(Connection& db) {
+  ASSIGN_OR_RETURN(
+      Statement select,
+      db.Prepare("SELECT seq, change_id, customer_id, deleted, change_micros "
+                 "FROM customer_changes ORDER BY seq DESC LIMIT 1"));
+  ASSIGN_OR_RETURN(bool row, select.Step());
+  if (!row) return CustomerChangeRow();
+  return ReadChange(select);
+}
+
+absl::StatusOr<int64_t> CustomerStore::PruneCustomerChanges(
+    Connection& db, absl::Time older_than) {
+  // The newest change stays: it is the head every position compares with.
+  ASSIGN_OR_RETURN(
+      Statement remove,
+      db.Prepare("DELETE FROM customer_changes WHERE change_micros < ? AND "
+                 "seq < (SELECT MAX(seq) FROM customer_changes)"));
+  RETURN_IF_ERROR(remove.Bind(1, absl::ToUnixMicros(older_than)).Run());
+  return db.Changes();
 }
 
 absl::Status CustomerStore::InsertProduct(Connection& db,

@@ -23,6 +23,15 @@ struct CustomerAndCaller {
   bool is_customer_user = false;
 };
 
+// One entry of the change feed (ListCustomerChanges).
+struct CustomerChangeRow {
+  int64_t sequence = 0;   // commit order; 0: none
+  int64_t change_id = 0;  // random, never repeats
+  std::string customer_id;
+  bool deleted = false;
+  int64_t change_micros = 0;
+};
+
 // SQL for CustomerManagementService's data. Every function runs inside the
 // caller's transaction (Database::Read/Write), so the logic layer
 // decides what one operation is. Resources are stored and returned as their
@@ -109,6 +118,25 @@ class CustomerStore {
   static absl::Status BumpCustomerVersion(Connection& db,
                                           const std::string& customer_id,
                                           absl::Time now);
+
+  // The change feed. Appends a change that can alter answers on the
+  // customer (also when it was deleted) and makes it the customer's head.
+  static absl::StatusOr<CustomerChangeRow> AppendCustomerChange(
+      Connection& db, const std::string& customer_id, bool deleted,
+      absl::Time now);
+  // The customer's last change; sequence 0 when none was recorded.
+  static absl::StatusOr<CustomerChangeRow> CustomerChangeHead(
+      Connection& db, const std::string& customer_id);
+  // In commit order, after `after_sequence`.
+  static absl::StatusOr<std::vector<CustomerChangeRow>> ListCustomerChanges(
+      Connection& db, int64_t after_sequence, int limit);
+  static absl::StatusOr<std::optional<CustomerChangeRow>> FindChange(
+      Connection& db, int64_t sequence);
+  // The newest change; sequence 0 when there is none.
+  static absl::StatusOr<CustomerChangeRow> LastChange(Connection& db);
+  // Deletes changes older than `older_than` but the newest; returns how many.
+  static absl::StatusOr<int64_t> PruneCustomerChanges(Connection& db,
+                                                      absl::Time older_than);
 
   // Products.
   static absl::Status InsertProduct(Connection& db,

@@ -1,5 +1,6 @@
 // customer_management_service: partners, partner users, customers, products,
 // customer users and management settings (DESIGN §1, R1-R4).
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,9 +15,11 @@
 #include "common/metrics.h"
 #include "common/outbox.h"
 #include "common/peer_delivery.h"
+#include "common/periodic.h"
 #include "common/server.h"
 #include "common/service_flags.h"
 #include "common/service_token.h"
+#include "common/store_identity.h"
 #include "services/customer_management_service/customer_management.h"
 #include "services/customer_management_service/customer_management_service.h"
 #include "services/customer_management_service/customer_store.h"
@@ -31,6 +34,9 @@ ABSL_FLAG(std::string, notifications_address, "",
           "notification_service host:port, sent account alerts when "
           "management settings change, through the outbox; empty = none");
 ABSL_FLAG(int, peer_timeout_ms, 1000, "deadline of calls to peer services");
+ABSL_FLAG(absl::Duration, change_retention, absl::Hours(24 * 7),
+          "how long the change feed (ListCustomerChanges) keeps a change; a "
+          "follower further behind must re-read what it keeps");
 
 using custos::Die;
 
@@ -44,6 +50,13 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_database), custos::DatabaseOptionsFromFlags());
   if (!db.ok()) Die("cannot open database: " + db.status().ToString());
   custos::Metrics::Default().AddCollector(custos::DatabaseMetrics(db->get()));
+  auto identity = custos::LoadStoreIdentity(**db);
+  if (!identity.ok())
+    Die("cannot read the store: " + identity.status().ToString());
+  if (identity->created) {
+    custos::Log("info", "store created",
+                {{"incarnation", identity->incarnation}});
+  }
 
   // Outboxes to the peers (DESIGN §1), one worker per peer so that one
   // peer's outage never delays another's messages.
@@ -72,8 +85,17 @@ int main(int argc, char** argv) {
   custos::Metrics::Default().AddCollector(custos::OutboxMetrics(outboxes));
   custos::RandomIdGenerator ids;
   custos::customers::CustomerManagement logic(
-      db->get(), custos::RealClock::Get(), &ids, access_outbox.get(),
-      notifications_outbox.get());
+      db->get(), custos::RealClock::Get(), &ids, identity->incarnation,
+      access_outbox.get(), notifications_outbox.get());
+  const absl::Duration retention = absl::GetFlag(FLAGS_change_retention);
+  if (retention <= absl::ZeroDuration()) Die("--change_retention must be > 0");
+  custos::Periodic prune_changes(std::min(retention, absl::Minutes(1)), [&] {
+    absl::Status pruned = logic.PruneChanges(retention);
+    if (!pruned.ok()) {
+      custos::Log("warning", "pruning the change feed failed",
+                  {{"error", pruned.ToString()}});
+    }
+  });
   custos::Executor executor(custos::WorkerThreadsFlag());
   custos::customers::CustomerManagementService service(&logic, &verifier,
                                                        &executor);

@@ -668,7 +668,7 @@ TEST_F(AccessServiceTest,
   access_->WaitForExit(absl::Seconds(5));
   cv1::DeleteCustomerUserRequest remove;
   remove.set_name("customers/solo/users/sam");
-  google::protobuf::Empty empty;
+  cv1::DeleteCustomerUserResponse empty;
   ASSERT_TRUE(
       customers_stub_->DeleteCustomerUser(As(admin_).get(), remove, &empty)
           .ok());

@@ -815,7 +815,7 @@ TEST_F(CustomerManagementServiceTest,
   v1::AccessContext before = AccessContext("globex", "carol");
   v1::DeleteCustomerUserRequest remove;
   remove.set_name("customers/globex/users/carol");
-  google::protobuf::Empty empty;
+  v1::DeleteCustomerUserResponse empty;
   EXPECT_EQ(
       stub_->DeleteCustomerUser(As(ann_).get(), remove, &empty).error_code(),
       grpc::StatusCode::PERMISSION_DENIED);
@@ -827,14 +827,17 @@ TEST_F(CustomerManagementServiceTest,
   // bill manages globex's account: he cannot be removed until replaced.
   v1::DeletePartnerUserRequest remove_bill;
   remove_bill.set_name("partners/acme-partner/users/bill");
-  grpc::Status status =
-      stub_->DeletePartnerUser(As(admin_).get(), remove_bill, &empty);
+  v1::DeletePartnerUserResponse removed_partner_user;
+  grpc::Status status = stub_->DeletePartnerUser(As(admin_).get(), remove_bill,
+                                                 &removed_partner_user);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_EQ(ReasonOf(status), "ACCOUNT_MANAGER_IN_USE");
   v1::DeletePartnerUserRequest remove_ann;
   remove_ann.set_name("partners/acme-partner/users/ann");
-  ASSERT_TRUE(
-      stub_->DeletePartnerUser(As(bill_).get(), remove_ann, &empty).ok());
+  ASSERT_TRUE(stub_
+                  ->DeletePartnerUser(As(bill_).get(), remove_ann,
+                                      &removed_partner_user)
+                  .ok());
   EXPECT_EQ(AccessContext("globex", "ann").relation(),
             v1::CUSTOMER_RELATION_NONE);
   v1::Customer customer;
@@ -847,7 +850,7 @@ TEST_F(CustomerManagementServiceTest,
   CreateCast();
   v1::DeleteCustomerRequest request;
   request.set_name("customers/globex");
-  google::protobuf::Empty empty;
+  v1::DeleteCustomerResponse empty;
   EXPECT_EQ(stub_->DeleteCustomer(As(ann_).get(), request, &empty).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   request.set_etag("999");

@@ -121,4 +121,14 @@ std::string PostgresServer::CreateDatabase(const std::string& name) {
   return ok ? Url(port_, name) : "";
 }
 
+bool PostgresServer::Exec(const std::string& sql, std::string* error) {
+  pg_conn* conn = PQconnectdb(Url(port_, "postgres").c_str());
+  pg_result* result = PQexec(conn, sql.c_str());
+  const bool ok = PQresultStatus(result) == PGRES_COMMAND_OK;
+  if (!ok) *error = PQerrorMessage(conn);
+  PQclear(result);
+  PQfinish(conn);
+  return ok;
+}
+
 }  // namespace custos::testing

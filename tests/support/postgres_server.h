@@ -23,6 +23,9 @@ class PostgresServer {
   bool Start(std::string* error);
   // Creates a database; returns its URL ("" on failure).
   std::string CreateDatabase(const std::string& name);
+  // Runs one administrative statement (on the `postgres` database); false
+  // with the reason in `error` when it fails.
+  bool Exec(const std::string& sql, std::string* error);
   int port() const { return port_; }
 
  private:

@@ -17,6 +17,16 @@ bool TestingPostgres();
 // cluster cannot start.
 std::string TestDatabase(const std::string& dir, const std::string& name);
 
+// A backup of the store (dir, name) as `snapshot`, and putting it back, as
+// an operator restoring from a backup would: SQLite copies the files,
+// PostgreSQL copies the database (CREATE DATABASE ... TEMPLATE). The
+// service using the store must be stopped. False with the reason in
+// `error` when it fails.
+bool SnapshotTestDatabase(const std::string& dir, const std::string& name,
+                          const std::string& snapshot, std::string* error);
+bool RestoreTestDatabase(const std::string& dir, const std::string& name,
+                         const std::string& snapshot, std::string* error);
+
 }  // namespace custos::testing
 
 #endif  // CUSTOS_TESTS_SUPPORT_TEST_DATABASE_H_

@@ -1,0 +1,578 @@
+// DESIGN "No stale answer, ever": the real access_service and
+// customer_management_service with a real redis-server, on loopback, driven
+// through the faults that used to yield stale answers — a peer down, a
+// process killed right after acknowledging, Redis restored or edited, the
+// access store restored from a backup, a customer deleted and re-created.
+// Every answer is compared with what the facts say (R1, R5-R7).
+#include <hiredis/hiredis.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "custos/access/v1/access_service.grpc.pb.h"
+#include "custos/customers/v1/customers_service.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "tests/support/redis_server.h"
+#include "tests/support/service_process.h"
+#include "tests/support/test_database.h"
+#include "tests/support/test_token.h"
+
+namespace custos::access {
+namespace {
+
+namespace v1 = ::custos::access::v1;
+namespace cv1 = ::custos::customers::v1;
+using ::custos::testing::FreePort;
+using ::custos::testing::LoopbackChannel;
+using ::custos::testing::MakeTempDir;
+using ::custos::testing::RedisServer;
+using ::custos::testing::ServiceProcess;
+using ::custos::testing::TestDatabase;
+
+constexpr char kSecret[] = "no-stale-integration-secret-0123456789";
+constexpr char kAccessBinary[] = "services/access_service/access_service";
+constexpr char kCustomersBinary[] =
+    "services/customer_management_service/customer_management_service";
+// The documented bound for a check without a token (--customer_feed_max_lag
+// and --version_sync_interval default to 1 s); the margin covers one call.
+constexpr absl::Duration kBound = absl::Seconds(1);
+constexpr absl::Duration kCallMargin = absl::Milliseconds(250);
+
+std::string Token(const std::string& subject,
+                  std::vector<std::string> roles = {}) {
+  return ::custos::testing::TestToken(kSecret, subject, std::move(roles));
+}
+
+// A raw Redis connection, for what an operator or a bug does to Redis.
+class RawRedis {
+ public:
+  explicit RawRedis(int port) : context_(redisConnect("127.0.0.1", port)) {}
+  ~RawRedis() {
+    if (context_ != nullptr) redisFree(context_);
+  }
+  // Every key starting with `prefix`, with its value.
+  std::vector<std::pair<std::string, std::string>> Dump(
+      const std::string& prefix) {
+    std::vector<std::pair<std::string, std::string>> out;
+    auto* keys = static_cast<redisReply*>(
+        redisCommand(context_, "KEYS %b*", prefix.data(), prefix.size()));
+    if (keys == nullptr) return out;
+    for (size_t i = 0; i < keys->elements; ++i) {
+      std::string key(keys->element[i]->str, keys->element[i]->len);
+      auto* value = static_cast<redisReply*>(
+          redisCommand(context_, "GET %b", key.data(), key.size()));
+      if (value != nullptr && value->type == REDIS_REPLY_STRING) {
+        out.emplace_back(key, std::string(value->str, value->len));
+      }
+      if (value != nullptr) freeReplyObject(value);
+    }
+    freeReplyObject(keys);
+    return out;
+  }
+  void Set(const std::string& key, const std::string& value) {
+    auto* reply = static_cast<redisReply*>(
+        redisCommand(context_, "SET %b %b", key.data(), key.size(),
+                     value.data(), value.size()));
+    if (reply != nullptr) freeReplyObject(reply);
+  }
+
+ private:
+  redisContext* context_;
+};
+
+class NoStaleTest : public ::testing::Test {
+ public:
+  void SetUp() override {
+    dir_ = MakeTempDir();
+    ::custos::testing::WriteFile(dir_ + "/secret", kSecret);
+    ::custos::testing::WriteFile(dir_ + "/service-token",
+                                 Token("access-service", {"service"}));
+    redis_ = std::make_unique<RedisServer>(FreePort());
+    ASSERT_TRUE(redis_->Start());
+    customers_port_ = FreePort();
+    access_port_ = FreePort();
+    StartCustomers(absl::StrCat("127.0.0.1:", access_port_));
+    StartAccess();
+    admin_ = Token("root", {"platform_admin"});
+    care_ = Token("carla", {"customer_care"});
+    service_ = Token("portal-backend", {"service"});
+  }
+
+  // `access_address` is where its outbox delivers; a dead port leaves only
+  // the change feed to tell AccessService.
+  void StartCustomers(const std::string& access_address) {
+    customers_ = std::make_unique<ServiceProcess>(
+        kCustomersBinary,
+        std::vector<std::string>{
+            absl::StrCat("--listen=127.0.0.1:", customers_port_),
+            absl::StrCat("--database=", TestDatabase(dir_, "customers")),
+            absl::StrCat("--jwt_hs256_secret_file=", dir_, "/secret"),
+            absl::StrCat("--access_address=", access_address),
+            absl::StrCat("--service_token_file=", dir_, "/service-token")});
+    ASSERT_TRUE(
+        customers_->Start(absl::StrCat("127.0.0.1:", customers_port_)).ok());
+    customers_stub_ = cv1::CustomerManagementService::NewStub(
+        LoopbackChannel(customers_port_));
+  }
+
+  void StartAccess() {
+    access_ = std::make_unique<ServiceProcess>(
+        kAccessBinary,
+        std::vector<std::string>{
+            absl::StrCat("--listen=127.0.0.1:", access_port_),
+            absl::StrCat("--database=", TestDatabase(dir_, "access")),
+            absl::StrCat("--jwt_hs256_secret_file=", dir_, "/secret"),
+            absl::StrCat("--redis=127.0.0.1:", redis_->port()),
+            absl::StrCat("--customers_address=127.0.0.1:", customers_port_),
+            absl::StrCat("--service_token_file=", dir_, "/service-token"),
+            absl::StrCat("--policy_file=", std::getenv("CUSTOS_SOURCE_DIR"),
+                         "/deploy/base/policy/default_policy.textproto")});
+    ASSERT_TRUE(access_->Start(absl::StrCat("127.0.0.1:", access_port_)).ok());
+    stub_ = v1::AccessService::NewStub(LoopbackChannel(access_port_));
+  }
+
+  void StopAccess() {
+    access_->Signal(SIGTERM);
+    ASSERT_EQ(access_->WaitForExit(absl::Seconds(20)), 0);
+  }
+
+  std::unique_ptr<grpc::ClientContext> As(const std::string& token) {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->AddMetadata("authorization", "Bearer " + token);
+    context->set_deadline(std::chrono::system_clock::now() +
+                          std::chrono::seconds(10));
+    return context;
+  }
+
+  // The answer for `user`, asked by a backend; `token` in
+  // Consistency.at_least_as_fresh when given. Not OK when it could not be
+  // answered (a peer down is UNAVAILABLE, never a guess).
+  grpc::Status Check(const std::string& user, const std::string& resource,
+                     const std::string& permission, bool* allowed,
+                     const std::string& token = "",
+                     v1::AccessService::StubInterface* stub = nullptr) {
+    v1::CheckPermissionRequest request;
+    request.set_principal("users/" + user);
+    request.set_resource(resource);
+    request.set_permission(permission);
+    if (!token.empty()) {
+      request.mutable_consistency()->set_at_least_as_fresh(token);
+    }
+    v1::CheckPermissionResponse response;
+    grpc::Status status =
+        (stub != nullptr ? stub : stub_.get())
+            ->CheckPermission(As(service_).get(), request, &response);
+    *allowed = response.allowed();
+    return status;
+  }
+  bool Allowed(const std::string& user, const std::string& resource,
+               const std::string& permission, const std::string& token = "") {
+    bool allowed = false;
+    grpc::Status status = Check(user, resource, permission, &allowed, token);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return allowed;
+  }
+
+  void CreatePartnerWithAdmin(const std::string& partner,
+                              const std::string& admin) {
+    cv1::CreatePartnerRequest create;
+    create.set_partner_id(partner);
+    create.mutable_partner()->set_display_name(partner);
+    cv1::Partner created;
+    ASSERT_TRUE(
+        customers_stub_->CreatePartner(As(admin_).get(), create, &created)
+            .ok());
+    cv1::CreatePartnerUserRequest user;
+    user.set_parent("partners/" + partner);
+    user.set_user_id(admin);
+    user.mutable_partner_user()->set_role(cv1::PARTNER_ROLE_PARTNER_ADMIN);
+    cv1::PartnerUser partner_user;
+    ASSERT_TRUE(customers_stub_
+                    ->CreatePartnerUser(As(admin_).get(), user, &partner_user)
+                    .ok());
+  }
+
+  // A customer of `partner` with one customer user per entry of `users`.
+  cv1::Customer CreateCustomer(const std::string& id,
+                               const std::string& partner,
+                               cv1::ManagementType type,
+                               const std::vector<std::string>& users) {
+    cv1::CreateCustomerRequest create;
+    create.set_customer_id(id);
+    create.mutable_customer()->set_display_name(id);
+    create.mutable_customer()->set_partner("partners/" + partner);
+    create.mutable_customer()->set_management_type(type);
+    create.mutable_customer()->set_communications(cv1::COMMUNICATIONS_SHARED);
+    cv1::Customer customer;
+    grpc::Status status =
+        customers_stub_->CreateCustomer(As(admin_).get(), create, &customer);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_FALSE(customer.consistency_token().empty());
+    for (const std::string& user : users) {
+      cv1::CreateCustomerUserRequest add;
+      add.set_parent("customers/" + id);
+      add.set_user_id(user);
+      cv1::CustomerUser created;
+      status =
+          customers_stub_->CreateCustomerUser(As(admin_).get(), add, &created);
+      EXPECT_TRUE(status.ok()) << status.error_message();
+      EXPECT_FALSE(created.consistency_token().empty());
+    }
+    cv1::GetCustomerRequest get;
+    get.set_name("customers/" + id);
+    EXPECT_TRUE(
+        customers_stub_->GetCustomer(As(admin_).get(), get, &customer).ok());
+    return customer;
+  }
+
+  // R1's switch, by the partner admin; returns the write's token.
+  std::string SetManagement(const std::string& partner_admin,
+                            const std::string& customer,
+                            cv1::ManagementType type) {
+    cv1::GetCustomerRequest get;
+    get.set_name("customers/" + customer);
+    cv1::Customer current;
+    EXPECT_TRUE(
+        customers_stub_->GetCustomer(As(admin_).get(), get, &current).ok());
+    cv1::SetManagementSettingsRequest set;
+    set.set_customer("customers/" + customer);
+    set.mutable_settings()->set_management_type(type);
+    set.mutable_settings()->set_communications(cv1::COMMUNICATIONS_SHARED);
+    set.set_etag(current.etag());
+    cv1::Customer updated;
+    grpc::Status status = customers_stub_->SetManagementSettings(
+        As(Token(partner_admin)).get(), set, &updated);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_FALSE(updated.consistency_token().empty());
+    return updated.consistency_token();
+  }
+
+  void CreateSite(const std::string& id) {
+    v1::CreateSiteRequest request;
+    request.set_site_id(id);
+    request.mutable_site()->set_display_name("Site " + id);
+    v1::Site site;
+    ASSERT_TRUE(stub_->CreateSite(As(care_).get(), request, &site).ok());
+  }
+
+  // Makes `user` a member with `role` as the product does (a request
+  // approved by Customer Care) and returns the approval's token.
+  std::string Join(const std::string& user, const std::string& site,
+                   v1::SiteRole role) {
+    v1::CreateAccessRequestRequest request;
+    request.set_parent("sites/" + site);
+    request.mutable_access_request()->set_requested_role(role);
+    request.mutable_access_request()->set_justification("I work there");
+    v1::AccessRequest created;
+    grpc::Status status =
+        stub_->CreateAccessRequest(As(Token(user)).get(), request, &created);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    v1::ApproveAccessRequestRequest approve;
+    approve.set_name(created.name());
+    v1::AccessRequest decided;
+    status = stub_->ApproveAccessRequest(As(care_).get(), approve, &decided);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return decided.consistency_token();
+  }
+
+  std::string SetRole(const std::string& site, const std::string& user,
+                      v1::SiteRole role) {
+    v1::UpdateSiteMemberRequest request;
+    request.mutable_site_member()->set_name(
+        absl::StrCat("sites/", site, "/members/", user));
+    request.mutable_site_member()->set_role(role);
+    request.mutable_update_mask()->add_paths("role");
+    v1::SiteMember updated;
+    grpc::Status status =
+        stub_->UpdateSiteMember(As(care_).get(), request, &updated);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return updated.consistency_token();
+  }
+
+  std::string dir_;
+  int customers_port_ = 0;
+  int access_port_ = 0;
+  std::unique_ptr<RedisServer> redis_;
+  std::unique_ptr<ServiceProcess> customers_;
+  std::unique_ptr<ServiceProcess> access_;
+  std::unique_ptr<v1::AccessService::Stub> stub_;
+  std::unique_ptr<cv1::CustomerManagementService::Stub> customers_stub_;
+  std::string admin_, care_, service_;
+};
+
+// Asks until `deadline` and returns the last time `user` was still allowed
+// (absl::InfinitePast() when never); an answer that could not be given
+// (UNAVAILABLE) is not stale.
+absl::Time LastStaleAnswer(NoStaleTest* test, const std::string& user,
+                           const std::string& resource,
+                           const std::string& permission, absl::Time deadline) {
+  absl::Time last = absl::InfinitePast();
+  while (absl::Now() < deadline) {
+    bool allowed = false;
+    const absl::Time asked = absl::Now();
+    grpc::Status status = test->Check(user, resource, permission, &allowed);
+    if (status.ok() && allowed) last = asked;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return last;
+}
+
+class AccessOutageTest : public NoStaleTest,
+                         public ::testing::WithParamInterface<int> {};
+
+// The drill: a CUSTOMER-managed customer's users log in (cached);
+// access_service stops; the partner switches it to PARTNER; access_service
+// starts again on the same store and Redis. With the write's token the very
+// first answer is right; without it, no stale answer after the bound.
+TEST_P(AccessOutageTest, R1_NoStaleAnswerAfterAccessComesBack) {
+  CreatePartnerWithAdmin("northwind", "bill");
+  CreateCustomer("outageco", "northwind", cv1::MANAGEMENT_TYPE_CUSTOMER,
+                 {"oscar", "olga"});
+  for (int i = 0; i < 3; ++i) {  // cached in memory and in Redis
+    ASSERT_TRUE(Allowed("oscar", "customers/outageco", "portal.login"));
+    ASSERT_TRUE(Allowed("olga", "customers/outageco", "portal.login"));
+  }
+  StopAccess();
+  const std::string token =
+      SetManagement("bill", "outageco", cv1::MANAGEMENT_TYPE_PARTNER);
+  absl::SleepFor(absl::Seconds(GetParam()));  // the outage itself
+  StartAccess();
+  const absl::Time serving = absl::Now();
+  EXPECT_FALSE(Allowed("oscar", "customers/outageco", "portal.login", token))
+      << "the first answer with the write's token is stale";
+  const absl::Time last_stale =
+      LastStaleAnswer(this, "olga", "customers/outageco", "portal.login",
+                      serving + kBound + absl::Seconds(1));
+  EXPECT_LE(last_stale, serving + kBound + kCallMargin)
+      << "stale " << (last_stale - serving) << " after SERVING";
+  EXPECT_TRUE(Allowed("bill", "customers/outageco", "portal.manage_customer"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Outages, AccessOutageTest, ::testing::Values(2, 15),
+                         [](const auto& info) {
+                           return absl::StrCat(info.param, "s");
+                         });
+
+// customer_management_service killed (-9) right after it acknowledged a
+// change: tokens are honoured (answer right, or UNAVAILABLE while the owner
+// is down), and without one nothing stale outlives the bound.
+TEST_F(NoStaleTest, R1_CustomersKilledRightAfterAcknowledging) {
+  CreatePartnerWithAdmin("northwind", "bill");
+  CreateCustomer("killco", "northwind", cv1::MANAGEMENT_TYPE_CUSTOMER,
+                 {"kate", "kim"});
+  ASSERT_TRUE(Allowed("kate", "customers/killco", "portal.login"));
+  ASSERT_TRUE(Allowed("kim", "customers/killco", "portal.login"));
+  const std::string token =
+      SetManagement("bill", "killco", cv1::MANAGEMENT_TYPE_PARTNER);
+  const absl::Time acknowledged = absl::Now();
+  customers_->Signal(SIGKILL);
+  customers_->WaitForExit(absl::Seconds(5));
+  bool allowed = true;
+  grpc::Status status =
+      Check("kate", "customers/killco", "portal.login", &allowed, token);
+  EXPECT_FALSE(status.ok() && allowed) << "stale answer with the token";
+  const absl::Time last_stale =
+      LastStaleAnswer(this, "kim", "customers/killco", "portal.login",
+                      acknowledged + kBound + absl::Seconds(1));
+  EXPECT_LE(last_stale, acknowledged + kBound + kCallMargin);
+
+  StartCustomers(absl::StrCat("127.0.0.1:", access_port_));
+  // Answered again once access_service has dialled it back; never stale.
+  const absl::Time back = absl::Now();
+  grpc::Status answered;
+  do {
+    answered =
+        Check("kate", "customers/killco", "portal.login", &allowed, token);
+    EXPECT_FALSE(answered.ok() && allowed) << "stale answer with the token";
+  } while (!answered.ok() && absl::Now() < back + absl::Seconds(10));
+  EXPECT_TRUE(answered.ok()) << answered.error_message();
+  EXPECT_LE(LastStaleAnswer(this, "kim", "customers/killco", "portal.login",
+                            absl::Now() + absl::Seconds(1)),
+            absl::InfinitePast());
+}
+
+// With an outbox that cannot deliver at all, the change feed alone brings
+// every change within the bound (measured from the acknowledgement).
+TEST_F(NoStaleTest, R1_TheChangeFeedAloneBoundsStaleness) {
+  StartCustomers(absl::StrCat("127.0.0.1:", FreePort()));  // outbox: nobody
+  CreatePartnerWithAdmin("northwind", "bill");
+  CreateCustomer("feedco", "northwind", cv1::MANAGEMENT_TYPE_CUSTOMER, {"fay"});
+  for (const auto& [type, fay_logs_in] :
+       std::vector<std::pair<cv1::ManagementType, bool>>{
+           {cv1::MANAGEMENT_TYPE_PARTNER, false},
+           {cv1::MANAGEMENT_TYPE_CO_MANAGED, true},
+           {cv1::MANAGEMENT_TYPE_PARTNER, false}}) {
+    ASSERT_EQ(Allowed("fay", "customers/feedco", "portal.login"), !fay_logs_in);
+    const std::string token = SetManagement("bill", "feedco", type);
+    const absl::Time acknowledged = absl::Now();
+    absl::Time caught_up = absl::InfiniteFuture();
+    while (absl::Now() < acknowledged + absl::Seconds(5)) {
+      if (Allowed("fay", "customers/feedco", "portal.login") == fay_logs_in) {
+        caught_up = absl::Now();
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    EXPECT_LE(caught_up - acknowledged, kBound + kCallMargin);
+    std::printf("[ figure ] feed caught up %s after the acknowledgement\n",
+                absl::FormatDuration(caught_up - acknowledged).c_str());
+    EXPECT_EQ(Allowed("fay", "customers/feedco", "portal.login", token),
+              fay_logs_in);
+  }
+}
+
+// A customer deleted and re-created with the other management type: its
+// versions move on, so nothing from the first one is ever answered.
+TEST_F(NoStaleTest, R1_DeletedAndRecreatedCustomerIsANewCustomer) {
+  CreatePartnerWithAdmin("northwind", "bill");
+  CreateCustomer("phoenix", "northwind", cv1::MANAGEMENT_TYPE_PARTNER, {"pat"});
+  ASSERT_TRUE(Allowed("bill", "customers/phoenix", "portal.manage_customer"));
+  ASSERT_FALSE(Allowed("pat", "customers/phoenix", "portal.login"));
+
+  cv1::DeleteCustomerRequest remove;
+  remove.set_name("customers/phoenix");
+  cv1::DeleteCustomerResponse removed;
+  ASSERT_TRUE(
+      customers_stub_->DeleteCustomer(As(admin_).get(), remove, &removed).ok());
+  ASSERT_FALSE(removed.consistency_token().empty());
+  EXPECT_FALSE(Allowed("bill", "customers/phoenix", "portal.manage_customer",
+                       removed.consistency_token()));
+  EXPECT_FALSE(Allowed("bill", "customers/phoenix", "portal.manage_customer"));
+  EXPECT_FALSE(Allowed("bill", "customers/phoenix", "customer.view"));
+
+  CreateCustomer("phoenix", "northwind", cv1::MANAGEMENT_TYPE_CUSTOMER,
+                 {"pat"});
+  EXPECT_FALSE(Allowed("bill", "customers/phoenix", "portal.manage_customer"));
+  EXPECT_TRUE(Allowed("pat", "customers/phoenix", "portal.login"));
+  // Also from a fresh process that only has Redis and the store.
+  StopAccess();
+  StartAccess();
+  EXPECT_FALSE(Allowed("bill", "customers/phoenix", "portal.manage_customer"));
+  EXPECT_TRUE(Allowed("pat", "customers/phoenix", "portal.login"));
+}
+
+// Redis restored from an old snapshot (old values under current keys) while
+// checks run: every answer still follows the facts.
+TEST_F(NoStaleTest, R7_RedisRestoredFromAnOldSnapshotUnderLoad) {
+  CreateSite("snap");
+  Join("vera", "snap", v1::SITE_ROLE_SITE_ADMINISTRATOR);
+  Join("walt", "snap", v1::SITE_ROLE_VIEW_ONLY);
+  ASSERT_TRUE(Allowed("vera", "sites/snap", "site.members.list"));
+  ASSERT_FALSE(Allowed("walt", "sites/snap", "site.members.list"));
+  RawRedis raw(redis_->port());
+  const auto snapshot = raw.Dump("custos:perm:");
+  ASSERT_FALSE(snapshot.empty());
+  // The roles swap; the snapshot now holds the opposite answers.
+  SetRole("snap", "walt", v1::SITE_ROLE_SITE_ADMINISTRATOR);
+  SetRole("snap", "vera", v1::SITE_ROLE_VIEW_ONLY);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> wrong{0}, asked{0};
+  std::thread load([&] {
+    // Its own channel: the fixture's stub is replaced on every restart.
+    auto stub = v1::AccessService::NewStub(LoopbackChannel(access_port_));
+    while (!stop.load() && asked.load() < 5000) {
+      bool vera = true, walt = false;
+      if (Check("vera", "sites/snap", "site.members.list", &vera, "",
+                stub.get())
+              .ok() &&
+          vera) {
+        ++wrong;
+      }
+      if (Check("walt", "sites/snap", "site.members.list", &walt, "",
+                stub.get())
+              .ok() &&
+          !walt) {
+        ++wrong;
+      }
+      asked += 2;
+    }
+  });
+  for (int round = 0; round < 5; ++round) {
+    for (const auto& [key, value] : snapshot) raw.Set(key, value);
+    // A fresh process reads Redis first: nothing in its memory yet.
+    StopAccess();
+    StartAccess();
+  }
+  stop = true;
+  load.join();
+  EXPECT_EQ(wrong.load(), 0) << "of " << asked.load();
+  EXPECT_FALSE(Allowed("vera", "sites/snap", "site.members.list"));
+  EXPECT_TRUE(Allowed("walt", "sites/snap", "site.members.list"));
+}
+
+// A value changed in Redis (by hand, another tenant, a bug): an
+// administrator's cached answer copied under a view-only member's key, and
+// a byte flipped, are misses, never answers.
+TEST_F(NoStaleTest, R7_AValueEditedInRedisIsAMiss) {
+  CreateSite("edit");
+  Join("ada", "edit", v1::SITE_ROLE_SITE_ADMINISTRATOR);
+  Join("vic", "edit", v1::SITE_ROLE_VIEW_ONLY);
+  Join("zed", "edit", v1::SITE_ROLE_VIEW_ONLY);
+  ASSERT_TRUE(Allowed("ada", "sites/edit", "site.members.list"));
+  ASSERT_FALSE(Allowed("vic", "sites/edit", "site.members.list"));
+  ASSERT_FALSE(Allowed("zed", "sites/edit", "site.members.list"));
+  RawRedis raw(redis_->port());
+  std::string admin_value, vic_key, zed_key;
+  for (const auto& [key, value] : raw.Dump("custos:perm:")) {
+    if (absl::StrContains(key, "sites/edit|ada|")) admin_value = value;
+    if (absl::StrContains(key, "sites/edit|vic|")) vic_key = key;
+    if (absl::StrContains(key, "sites/edit|zed|")) zed_key = key;
+  }
+  ASSERT_FALSE(admin_value.empty());
+  ASSERT_FALSE(vic_key.empty());
+  ASSERT_FALSE(zed_key.empty());
+  raw.Set(vic_key, admin_value);  // same versions, someone else's grants
+  std::string flipped = admin_value;
+  flipped[flipped.size() / 2] ^= 0x01;
+  raw.Set(zed_key, flipped);
+  StopAccess();  // the new process has nothing in memory: Redis is asked
+  StartAccess();
+  EXPECT_FALSE(Allowed("vic", "sites/edit", "site.members.list"));
+  EXPECT_FALSE(Allowed("zed", "sites/edit", "site.members.list"));
+  EXPECT_TRUE(Allowed("ada", "sites/edit", "site.members.list"));
+}
+
+// The access store restored from an earlier copy while Redis keeps its
+// entries: site versions repeat in the store, but cached answers are tagged
+// with ids that never do, and no token is issued twice.
+TEST_F(NoStaleTest, R7_AccessStoreRestoredFromABackupWithRedisUntouched) {
+  CreateSite("restore");
+  Join("val", "restore", v1::SITE_ROLE_VIEW_ONLY);
+  ASSERT_FALSE(Allowed("val", "sites/restore", "site.members.list"));
+  StopAccess();
+  std::string error;
+  ASSERT_TRUE(
+      ::custos::testing::SnapshotTestDatabase(dir_, "access", "backup", &error))
+      << error;
+  StartAccess();
+  // After the backup: val becomes an administrator (cached in Redis).
+  const std::string lost_token =
+      SetRole("restore", "val", v1::SITE_ROLE_SITE_ADMINISTRATOR);
+  ASSERT_TRUE(Allowed("val", "sites/restore", "site.members.list"));
+  StopAccess();
+  ASSERT_TRUE(
+      ::custos::testing::RestoreTestDatabase(dir_, "access", "backup", &error))
+      << error;
+  StartAccess();
+  // Another change takes the same site version number the lost one had.
+  const std::string new_token = Join("una", "restore", v1::SITE_ROLE_VIEW_ONLY);
+  EXPECT_NE(new_token, lost_token);
+  EXPECT_FALSE(Allowed("val", "sites/restore", "site.members.list"));
+  EXPECT_FALSE(Allowed("val", "sites/restore", "site.members.list", new_token));
+  EXPECT_FALSE(Allowed("una", "sites/restore", "site.members.list"));
+  EXPECT_TRUE(Allowed("val", "sites/restore", "cases.self.view"));
+}
+
+}  // namespace
+}  // namespace custos::access
