@@ -21,6 +21,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "google/rpc/status.pb.h"
 #include "services/access_service/access_store.h"
+#include "services/access_service/permission_change_log.h"
 
 namespace custos::access {
 namespace {
@@ -163,18 +164,60 @@ using Changes = WrittenChanges;
 }  // namespace
 
 AccessLogic::AccessLogic(Database* db, const Policy* policy,
-                         PermissionEngine* engine, const Clock* clock,
+                         PermissionEngine* engine,
+                         PermissionChangeLog* change_log, const Clock* clock,
                          IdGenerator* ids, AccessLogicOptions options,
                          OutboxWorker* notifications_outbox)
     : db_(db),
       policy_(policy),
       engine_(engine),
+      change_log_(change_log),
       clock_(clock),
       ids_(ids),
       options_(options),
       notices_(notifications_outbox) {}
 
-absl::Status AccessLogic::Start() { return engine_->SyncWithStore(); }
+absl::Status AccessLogic::Start() {
+  // A policy unlike the one last running changes every answer: watchers
+  // are told once, by whichever replica starts with it first.
+  constexpr char kPolicyFingerprint[] = "policy_fingerprint";
+  const FactVersions::Generations generations = engine_->generations();
+  WrittenChanges changes;
+  bool changed = false;
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
+    changes = WrittenChanges();
+    ASSIGN_OR_RETURN(std::string last,
+                     AccessStore::IdentityValue(db, kPolicyFingerprint));
+    changed = last != policy_->fingerprint();
+    if (!changed) return absl::OkStatus();
+    RETURN_IF_ERROR(AccessStore::SetIdentityValue(db, kPolicyFingerprint,
+                                                  policy_->fingerprint()));
+    ASSIGN_OR_RETURN(changes.seq,
+                     AccessStore::BumpCounter(db, AccessStore::kWriteSequence));
+    v1::PermissionChange policy;
+    policy.set_kind(v1::PermissionChange::KIND_POLICY);
+    return PermissionChangeLog::Record(db, changes, {policy}, clock_->Now());
+  }));
+  if (changed) engine_->Publish(changes, generations);
+  return engine_->SyncWithStore();
+}
+
+absl::StatusOr<WatchPosition> AccessLogic::PrepareWatch(
+    const CallContext& call, const v1::WatchPermissionChangesRequest& request) {
+  if (!call.principal.HasRole(kRoleService) &&
+      !call.principal.HasRole(kRolePlatformAdmin)) {
+    return Denied("watch", "permission changes");
+  }
+  if (request.resume_token().empty()) return change_log_->Head();
+  absl::StatusOr<WatchPosition> position =
+      WatchPosition::Decode(request.resume_token());
+  if (!position.ok()) {
+    return InvalidField("resume_token",
+                        "must be a resume_token from an earlier response");
+  }
+  RETURN_IF_ERROR(change_log_->Check(*position));
+  return *position;
+}
 
 std::string AccessLogic::TokenOf(int64_t seq) const {
   ConsistencyToken token;
@@ -193,7 +236,7 @@ namespace {
 // tells the engine what changed: only then may the caller acknowledge it.
 template <typename Body>
 absl::Status WriteAndPublish(Database* database, PermissionEngine* engine,
-                             Body body, Changes* changes) {
+                             const Clock* clock, Body body, Changes* changes) {
   // Read before the write: a sync that forgets versions after the commit
   // must not be undone by this write's (then possibly older) versions.
   const FactVersions::Generations generations = engine->generations();
@@ -202,7 +245,8 @@ absl::Status WriteAndPublish(Database* database, PermissionEngine* engine,
     RETURN_IF_ERROR(body(db));
     ASSIGN_OR_RETURN(changes->seq,
                      AccessStore::BumpCounter(db, AccessStore::kWriteSequence));
-    return absl::OkStatus();
+    // Watchers see what each write changed, in write order.
+    return PermissionChangeLog::Record(db, *changes, {}, clock->Now());
   }));
   engine->Publish(*changes, generations);
   return absl::OkStatus();
@@ -288,7 +332,7 @@ absl::StatusOr<v1::Site> AccessLogic::CreateSite(
   v1::Site result;
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
-      db_, engine_,
+      db_, engine_, clock_,
       [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(bool replayed,
                          Replayed(db, key, fingerprint, &result));
@@ -389,7 +433,7 @@ absl::StatusOr<v1::Site> AccessLogic::UpdateSite(
   v1::Site result;
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
-      db_, engine_,
+      db_, engine_, clock_,
       [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(auto site, AccessStore::FindSite(db, ids[0]));
         if (!site) {
@@ -502,7 +546,7 @@ absl::StatusOr<v1::SiteMember> AccessLogic::UpdateSiteMember(
   v1::SiteMember result;
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
-      db_, engine_,
+      db_, engine_, clock_,
       [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(auto member,
                          AccessStore::FindMember(db, ids[0], ids[1]));
@@ -548,7 +592,7 @@ absl::StatusOr<v1::DeleteSiteMemberResponse> AccessLogic::DeleteSiteMember(
   if (!may) return Refuse(db_, call.principal, ids[0], "remove members of");
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
-      db_, engine_,
+      db_, engine_, clock_,
       [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(auto member,
                          AccessStore::FindMember(db, ids[0], ids[1]));
@@ -599,7 +643,7 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::CreateAccessRequest(
   v1::AccessRequest result;
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
-      db_, engine_,
+      db_, engine_, clock_,
       [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(bool replayed,
                          Replayed(db, key, fingerprint, &result));
@@ -800,7 +844,7 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::Decide(
   v1::AccessRequest result;
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
-      db_, engine_,
+      db_, engine_, clock_,
       [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(auto found,
                          AccessStore::FindRequest(db, ids[0], ids[1]));
@@ -875,7 +919,7 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::CancelAccessRequest(
   v1::AccessRequest result;
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
-      db_, engine_,
+      db_, engine_, clock_,
       [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(auto found,
                          AccessStore::FindRequest(db, ids[0], ids[1]));
@@ -980,7 +1024,7 @@ absl::StatusOr<v1::Pilot> AccessLogic::CreatePilot(
   v1::Pilot result;
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
-      db_, engine_,
+      db_, engine_, clock_,
       [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(bool replayed,
                          Replayed(db, key, fingerprint, &result));
@@ -1036,7 +1080,7 @@ absl::StatusOr<v1::Pilot> AccessLogic::ChangeParticipants(
   v1::Pilot result;
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
-      db_, engine_,
+      db_, engine_, clock_,
       [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(auto before, AccessStore::FindPilot(db, ids[0]));
         if (!before) {
@@ -1096,7 +1140,7 @@ absl::StatusOr<v1::Pilot> AccessLogic::UpdatePilot(
   v1::Pilot result;
   Changes changes;
   RETURN_IF_ERROR(WriteAndPublish(
-      db_, engine_,
+      db_, engine_, clock_,
       [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(auto before, AccessStore::FindPilot(db, ids[0]));
         if (!before) {

@@ -13,6 +13,7 @@
 #include "custos/access/v1/access_service.pb.h"
 #include "custos/common/v1/audit.pb.h"
 #include "services/access_service/access_notices.h"
+#include "services/access_service/permission_change_log.h"
 #include "services/access_service/permission_engine.h"
 #include "services/access_service/policy.h"
 
@@ -39,12 +40,21 @@ class AccessLogic {
  public:
   // REQUIRES: all outlive this object. `notifications_outbox` (may be
   // null) delivers R8 notices to NotificationService.
+  // `change_log` is the Watch log every write records into.
   AccessLogic(Database* db, const Policy* policy, PermissionEngine* engine,
-              const Clock* clock, IdGenerator* ids, AccessLogicOptions options,
+              PermissionChangeLog* change_log, const Clock* clock,
+              IdGenerator* ids, AccessLogicOptions options,
               OutboxWorker* notifications_outbox = nullptr);
 
-  // Loads what the engine must know before the first check.
+  // Records a policy change for watchers, and loads what the engine must
+  // know before the first check.
   absl::Status Start();
+
+  // WatchPermissionChanges: who may watch, and from where (the head for an
+  // empty token). OUT_OF_RANGE for a token that cannot be continued.
+  absl::StatusOr<WatchPosition> PrepareWatch(
+      const CallContext& call,
+      const v1::WatchPermissionChangesRequest& request);
 
   absl::StatusOr<v1::Site> CreateSite(const CallContext& call,
                                       const v1::CreateSiteRequest& request);
@@ -141,6 +151,7 @@ class AccessLogic {
   Database* const db_;
   const Policy* const policy_;
   PermissionEngine* const engine_;
+  PermissionChangeLog* const change_log_;
   const Clock* const clock_;
   IdGenerator* const ids_;
   const AccessLogicOptions options_;

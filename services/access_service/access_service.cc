@@ -1,8 +1,47 @@
 #include "services/access_service/access_service.h"
 
+#include <memory>
+#include <utility>
+
+#include "common/grpc_status.h"
 #include "common/status_macros.h"
 
 namespace custos::access {
+namespace {
+
+// A stream refused before it started (bad token, bad resume_token).
+class RefusedWatch final
+    : public grpc::ServerWriteReactor<v1::WatchPermissionChangesResponse> {
+ public:
+  explicit RefusedWatch(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::WatchPermissionChangesResponse>*
+AccessService::WatchPermissionChanges(
+    grpc::CallbackServerContext* context,
+    const v1::WatchPermissionChangesRequest* request) {
+  const absl::Time start = absl::Now();
+  CallContext call;
+  absl::StatusOr<WatchPosition> from;
+  absl::Status status = runner_.AuthenticateStream(context, &call);
+  if (status.ok()) {
+    from = logic_->PrepareWatch(call, *request);
+    status = from.status();
+  }
+  if (!status.ok()) {
+    RpcRunner::LogStream("WatchPermissionChanges", start, call, status);
+    return new RefusedWatch(ToGrpcStatus(status));
+  }
+  auto stream = std::make_shared<WatchStream>(
+      watch_hub_, *std::move(from), [call, start](const grpc::Status& done) {
+        RpcRunner::LogStream("WatchPermissionChanges", start, call,
+                             FromGrpcStatus(done));
+      });
+  return WatchStream::Start(std::move(stream));
+}
 
 grpc::ServerUnaryReactor* AccessService::CreateSite(
     grpc::CallbackServerContext* context, const v1::CreateSiteRequest* request,

@@ -4,6 +4,7 @@
 #include "common/rpc.h"
 #include "custos/access/v1/access_service.grpc.pb.h"
 #include "services/access_service/access_logic.h"
+#include "services/access_service/watch_stream.h"
 
 namespace custos::access {
 
@@ -16,9 +17,14 @@ namespace custos::access {
 class AccessService final : public v1::AccessService::CallbackService {
  public:
   // REQUIRES: all outlive the service.
-  AccessService(AccessLogic* logic, const JwtVerifier* verifier,
-                Executor* executor)
-      : logic_(logic), runner_(verifier, executor) {}
+  AccessService(AccessLogic* logic, WatchHub* watch_hub,
+                const JwtVerifier* verifier, Executor* executor)
+      : logic_(logic), watch_hub_(watch_hub), runner_(verifier, executor) {}
+
+  grpc::ServerWriteReactor<v1::WatchPermissionChangesResponse>*
+  WatchPermissionChanges(
+      grpc::CallbackServerContext* context,
+      const v1::WatchPermissionChangesRequest* request) override;
 
   grpc::ServerUnaryReactor* CreateSite(grpc::CallbackServerContext* context,
                                        const v1::CreateSiteRequest* request,
@@ -112,6 +118,7 @@ class AccessService final : public v1::AccessService::CallbackService {
 
  private:
   AccessLogic* logic_;
+  WatchHub* watch_hub_;
   RpcRunner runner_;
 };
 

@@ -1,5 +1,6 @@
 // access_service: sites, members and roles, access requests and approvals,
 // pilots, and permission checks cached in Redis (DESIGN §1, R1, R5-R9).
+#include <algorithm>
 #include <memory>
 #include <string>
 
@@ -28,9 +29,11 @@
 #include "services/access_service/customer_facts_grpc.h"
 #include "services/access_service/customer_feed.h"
 #include "services/access_service/fact_versions.h"
+#include "services/access_service/permission_change_log.h"
 #include "services/access_service/permission_engine.h"
 #include "services/access_service/policy.h"
 #include "services/access_service/site_facts_loader.h"
+#include "services/access_service/watch_stream.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "host:port to serve gRPC on");
 ABSL_FLAG(std::string, database, "sqlite:access.db",
@@ -66,6 +69,14 @@ ABSL_FLAG(absl::Duration, customer_feed_max_lag, absl::Seconds(1),
           "bound on how stale a cached customers/ answer may be: past it "
           "without a complete read of the change feed, customer answers are "
           "read through to customer_management_service");
+
+ABSL_FLAG(absl::Duration, watch_retention, absl::Hours(24),
+          "how long the Watch log keeps a change; a WatchPermissionChanges "
+          "resume token older than this is OUT_OF_RANGE");
+ABSL_FLAG(absl::Duration, watch_poll_interval, absl::Milliseconds(200),
+          "how often each WatchPermissionChanges stream reads what is new");
+ABSL_FLAG(int, max_watch_streams, 100,
+          "WatchPermissionChanges streams served at once by this replica");
 
 using custos::Die;
 
@@ -146,8 +157,10 @@ int main(int argc, char** argv) {
   custos::access::AccessLogicOptions logic_options;
   logic_options.request_ttl = absl::GetFlag(FLAGS_access_request_ttl);
   logic_options.incarnation = identity->incarnation;
+  custos::access::PermissionChangeLog change_log(db->get(), &customers,
+                                                 identity->incarnation);
   custos::access::AccessLogic logic(db->get(), policy->get(), &engine,
-                                    custos::RealClock::Get(), &ids,
+                                    &change_log, custos::RealClock::Get(), &ids,
                                     logic_options, notifications_outbox.get());
   if (absl::Status started = logic.Start(); !started.ok()) {
     Die("cannot start: " + started.ToString());
@@ -220,16 +233,37 @@ int main(int argc, char** argv) {
     custos::Metrics::Default().AddCollector(
         custos::OutboxMetrics({notifications_outbox.get()}));
   }
+  const absl::Duration watch_retention = absl::GetFlag(FLAGS_watch_retention);
+  if (watch_retention <= absl::ZeroDuration()) {
+    Die("--watch_retention must be > 0");
+  }
+  auto watch_prune = std::make_unique<custos::Periodic>(
+      std::min(watch_retention, absl::Minutes(1)), [&] {
+        absl::Status pruned =
+            change_log.Prune(watch_retention, custos::RealClock::Get()->Now());
+        if (!pruned.ok()) {
+          custos::Log("warning", "pruning the Watch log failed",
+                      {{"error", pruned.ToString()}});
+        }
+      });
+  custos::access::WatchHub watch_hub(&change_log,
+                                     absl::GetFlag(FLAGS_watch_poll_interval),
+                                     absl::GetFlag(FLAGS_max_watch_streams));
   custos::Executor executor(custos::WorkerThreadsFlag());
-  custos::access::AccessService service(&logic, &verifier, &executor);
+  custos::access::AccessService service(&logic, &watch_hub, &verifier,
+                                        &executor);
 
   custos::ServerOptions options = custos::ServerOptionsFromFlags(
       absl::GetFlag(FLAGS_listen), {"custos.access.v1.AccessService"});
+  // Open Watch streams end when the drain starts, telling clients to
+  // reconnect with their resume token.
+  options.on_shutdown = [&watch_hub] { watch_hub.Shutdown(); };
   absl::Status status = custos::ServeUntilTerminated(options, {&service});
   executor.Shutdown();
   sweeper.reset();
   version_sync.reset();
   feed_poll.reset();
+  watch_prune.reset();
   if (notifications_outbox) notifications_outbox->Stop();
   if (!status.ok()) Die(status.ToString());
   custos::FlushLogs();

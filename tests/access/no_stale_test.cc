@@ -125,18 +125,18 @@ class NoStaleTest : public ::testing::Test {
         LoopbackChannel(customers_port_));
   }
 
-  void StartAccess() {
-    access_ = std::make_unique<ServiceProcess>(
-        kAccessBinary,
-        std::vector<std::string>{
-            absl::StrCat("--listen=127.0.0.1:", access_port_),
-            absl::StrCat("--database=", TestDatabase(dir_, "access")),
-            absl::StrCat("--jwt_hs256_secret_file=", dir_, "/secret"),
-            absl::StrCat("--redis=127.0.0.1:", redis_->port()),
-            absl::StrCat("--customers_address=127.0.0.1:", customers_port_),
-            absl::StrCat("--service_token_file=", dir_, "/service-token"),
-            absl::StrCat("--policy_file=", std::getenv("CUSTOS_SOURCE_DIR"),
-                         "/deploy/base/policy/default_policy.textproto")});
+  void StartAccess(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args{
+        absl::StrCat("--listen=127.0.0.1:", access_port_),
+        absl::StrCat("--database=", TestDatabase(dir_, "access")),
+        absl::StrCat("--jwt_hs256_secret_file=", dir_, "/secret"),
+        absl::StrCat("--redis=127.0.0.1:", redis_->port()),
+        absl::StrCat("--customers_address=127.0.0.1:", customers_port_),
+        absl::StrCat("--service_token_file=", dir_, "/service-token"),
+        absl::StrCat("--policy_file=", std::getenv("CUSTOS_SOURCE_DIR"),
+                     "/deploy/base/policy/default_policy.textproto")};
+    args.insert(args.end(), extra.begin(), extra.end());
+    access_ = std::make_unique<ServiceProcess>(kAccessBinary, args);
     ASSERT_TRUE(access_->Start(absl::StrCat("127.0.0.1:", access_port_)).ok());
     stub_ = v1::AccessService::NewStub(LoopbackChannel(access_port_));
   }
@@ -572,6 +572,136 @@ TEST_F(NoStaleTest, R7_AccessStoreRestoredFromABackupWithRedisUntouched) {
   EXPECT_FALSE(Allowed("val", "sites/restore", "site.members.list", new_token));
   EXPECT_FALSE(Allowed("una", "sites/restore", "site.members.list"));
   EXPECT_TRUE(Allowed("val", "sites/restore", "cases.self.view"));
+}
+
+// What a watcher saw: each change as "KIND resource", and the last token.
+struct Watched {
+  std::vector<std::string> changes;
+  std::string resume_token;
+  grpc::Status status;
+};
+
+// Watches from `resume_token` until `count` changes arrived (or the stream
+// ended, or 20 s passed), then hangs up.
+Watched Watch(NoStaleTest* test, v1::AccessService::Stub* stub,
+              const std::string& service_token, const std::string& resume_token,
+              size_t count) {
+  Watched watched;
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer " + service_token);
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(20));
+  v1::WatchPermissionChangesRequest request;
+  request.set_resume_token(resume_token);
+  auto reader = stub->WatchPermissionChanges(&context, request);
+  v1::WatchPermissionChangesResponse response;
+  // The first response only carries where the stream starts.
+  bool ended = false;
+  while (watched.resume_token.empty() || watched.changes.size() < count) {
+    if (!reader->Read(&response)) {
+      ended = true;
+      break;
+    }
+    for (const v1::PermissionChange& change : response.changes()) {
+      watched.changes.push_back(
+          absl::StrCat(v1::PermissionChange::Kind_Name(change.kind()), " ",
+                       change.resource()));
+    }
+    watched.resume_token = response.resume_token();
+  }
+  if (!ended) context.TryCancel();
+  watched.status = reader->Finish();
+  (void)test;
+  return watched;
+}
+
+// WatchPermissionChanges: a client that hangs up mid-stream and resumes
+// with its last resume token sees every change once, in order — the same
+// list an uninterrupted watcher sees.
+TEST_F(NoStaleTest, R7_R1_WatchResumedMidStreamMissesNothingAndRepeatsNothing) {
+  Watched start = Watch(this, stub_.get(), service_, "", 0);
+  ASSERT_FALSE(start.resume_token.empty()) << start.status.error_message();
+  CreatePartnerWithAdmin("northwind", "bill");
+  std::vector<std::string> sites;
+  for (int i = 0; i < 6; ++i) {
+    const std::string site = absl::StrCat("w", i);
+    CreateSite(site);
+    Join(absl::StrCat("u", i), site, v1::SITE_ROLE_SITE_MEMBER);
+    CreateCustomer(absl::StrCat("c", i), "northwind",
+                   cv1::MANAGEMENT_TYPE_CUSTOMER, {});
+    SetManagement("bill", absl::StrCat("c", i), cv1::MANAGEMENT_TYPE_PARTNER);
+  }
+  // Every access write and customer change since `start`, read in one go.
+  Watched all = Watch(this, stub_.get(), service_, start.resume_token, 24);
+  ASSERT_GE(all.changes.size(), 24u) << all.status.error_message();
+  const size_t total = all.changes.size();
+  // The same history in four pieces, hanging up after each.
+  std::vector<std::string> pieced;
+  std::string token = start.resume_token;
+  for (int piece = 0; piece < 20 && pieced.size() < total; ++piece) {
+    Watched part = Watch(this, stub_.get(), service_, token, 7);
+    ASSERT_FALSE(part.resume_token.empty()) << part.status.error_message();
+    pieced.insert(pieced.end(), part.changes.begin(), part.changes.end());
+    token = part.resume_token;
+  }
+  EXPECT_EQ(pieced, all.changes);
+  // In order within each service: sites as written, customers as changed.
+  std::vector<std::string> site_order, customer_order;
+  for (const std::string& change : all.changes) {
+    if (absl::StartsWith(change, "KIND_SITE sites/w") &&
+        (site_order.empty() || site_order.back() != change)) {
+      site_order.push_back(change);
+    }
+    if (absl::StartsWith(change, "KIND_CUSTOMER customers/c") &&
+        (customer_order.empty() || customer_order.back() != change)) {
+      customer_order.push_back(change);
+    }
+  }
+  std::vector<std::string> expected_sites, expected_customers;
+  for (int i = 0; i < 6; ++i) {
+    expected_sites.push_back(absl::StrCat("KIND_SITE sites/w", i));
+    expected_customers.push_back(absl::StrCat("KIND_CUSTOMER customers/c", i));
+  }
+  EXPECT_EQ(site_order, expected_sites);
+  EXPECT_EQ(customer_order, expected_customers);
+  // A restart loses nothing either.
+  StopAccess();
+  StartAccess();
+  Join("late", "w0", v1::SITE_ROLE_VIEW_ONLY);
+  Watched after_restart = Watch(this, stub_.get(), service_, token, 1);
+  ASSERT_EQ(after_restart.changes.size(), 1u)
+      << after_restart.status.error_message();
+  EXPECT_EQ(after_restart.changes[0], "KIND_SITE sites/w0");
+}
+
+// A resume token older than the retained history is OUT_OF_RANGE, with a
+// message saying what to do; a token that is not one is INVALID_ARGUMENT.
+TEST_F(NoStaleTest, R7_WatchFromAnExpiredTokenIsOutOfRange) {
+  StopAccess();
+  StartAccess({"--watch_retention=1s"});
+  CreateSite("old");
+  Watched start = Watch(this, stub_.get(), service_, "", 0);
+  ASSERT_FALSE(start.resume_token.empty()) << start.status.error_message();
+  Join("ann", "old", v1::SITE_ROLE_VIEW_ONLY);
+  Watched first = Watch(this, stub_.get(), service_, start.resume_token, 1);
+  ASSERT_EQ(first.changes.size(), 1u) << first.status.error_message();
+  CreateSite("newer");  // so the token's entry is not the newest
+  grpc::Status status;
+  const absl::Time deadline = absl::Now() + absl::Seconds(15);
+  do {
+    absl::SleepFor(absl::Milliseconds(200));
+    status = Watch(this, stub_.get(), service_, first.resume_token, 1).status;
+  } while (status.error_code() != grpc::StatusCode::OUT_OF_RANGE &&
+           absl::Now() < deadline);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "retained history"))
+      << status.error_message();
+  EXPECT_EQ(
+      Watch(this, stub_.get(), service_, "not-a-token", 1).status.error_code(),
+      grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(
+      Watch(this, stub_.get(), Token("mallory"), "", 1).status.error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
 }
 
 }  // namespace
