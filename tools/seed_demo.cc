@@ -90,8 +90,7 @@ class Seeder {
   void Customer(const std::string& partner_admin, const std::string& partner,
                 const std::string& id, const std::string& display_name,
                 v1::ManagementType type, v1::Communications communications,
-                const std::string& account_manager,
-                std::vector<std::string> sites) {
+                const std::string& account_manager) {
     v1::CreateCustomerRequest request;
     request.set_customer_id(id);
     auto* customer = request.mutable_customer();
@@ -103,7 +102,6 @@ class Seeder {
       customer->set_account_manager("partners/" + partner + "/users/" +
                                     account_manager);
     }
-    for (const auto& site : sites) customer->add_sites("sites/" + site);
     v1::Customer out;
     auto roles = partner.empty() ? std::vector<std::string>{"platform_admin"}
                                  : std::vector<std::string>{};
@@ -230,17 +228,16 @@ int main(int argc, char** argv) {
   // One customer per management type (R1) ...
   seed.Customer("bill", "northwind", "acme", "Acme Inc",
                 v1::MANAGEMENT_TYPE_PARTNER, v1::COMMUNICATIONS_PARTNER_ONLY,
-                "bill", {"acme-sid"});
+                "bill");
   seed.Customer("bill", "northwind", "globex", "Globex",
-                v1::MANAGEMENT_TYPE_CUSTOMER, v1::COMMUNICATIONS_SHARED, "bill",
-                {});
+                v1::MANAGEMENT_TYPE_CUSTOMER, v1::COMMUNICATIONS_SHARED,
+                "bill");
   seed.Customer("bill", "northwind", "initech", "Initech",
                 v1::MANAGEMENT_TYPE_CO_MANAGED, v1::COMMUNICATIONS_SHARED,
-                "sally", {});
+                "sally");
   // ... and one with no partner at all (R3).
   seed.Customer("dev-admin", "", "umbrella", "Umbrella Corp",
-                v1::MANAGEMENT_TYPE_CUSTOMER, v1::COMMUNICATIONS_SHARED, "",
-                {});
+                v1::MANAGEMENT_TYPE_CUSTOMER, v1::COMMUNICATIONS_SHARED, "");
   seed.CustomerUser("acme", "joan", "Joan Customer");
   seed.CustomerUser("globex", "gina", "Gina Globex");
   seed.CustomerUser("initech", "peter", "Peter Initech");

@@ -165,13 +165,15 @@ using Changes = WrittenChanges;
 
 AccessLogic::AccessLogic(Database* db, const Policy* policy,
                          PermissionEngine* engine,
-                         PermissionChangeLog* change_log, const Clock* clock,
+                         PermissionChangeLog* change_log,
+                         CustomerFactsSource* customers, const Clock* clock,
                          IdGenerator* ids, AccessLogicOptions options,
                          OutboxWorker* notifications_outbox)
     : db_(db),
       policy_(policy),
       engine_(engine),
       change_log_(change_log),
+      customers_(customers),
       clock_(clock),
       ids_(ids),
       options_(options),
@@ -217,6 +219,16 @@ absl::StatusOr<WatchPosition> AccessLogic::PrepareWatch(
   }
   RETURN_IF_ERROR(change_log_->Check(*position));
   return *position;
+}
+
+absl::Status AccessLogic::RequireCustomer(absl::string_view field,
+                                          const std::string& customer) {
+  ASSIGN_OR_RETURN(auto ids, ParseResourceName(customer, "customers/*", field));
+  ASSIGN_OR_RETURN(CustomerFacts facts, customers_->Get(ids[0], ""));
+  if (!facts.exists) {
+    return InvalidField(field, absl::StrCat(customer, " does not exist"));
+  }
+  return absl::OkStatus();
 }
 
 std::string AccessLogic::TokenOf(int64_t seq) const {
@@ -321,9 +333,8 @@ absl::StatusOr<v1::Site> AccessLogic::CreateSite(
   RETURN_IF_ERROR(ValidateDisplayName("site.display_name",
                                       request.site().display_name(), true));
   if (!request.site().customer().empty()) {
-    RETURN_IF_ERROR(ParseResourceName(request.site().customer(), "customers/*",
-                                      "site.customer")
-                        .status());
+    RETURN_IF_ERROR(
+        RequireCustomer("site.customer", request.site().customer()));
   }
   RETURN_IF_ERROR(ValidateRequestId(request.request_id()));
   const IdempotencyKey key{call.principal.subject, "CreateSite",
@@ -387,14 +398,21 @@ absl::StatusOr<v1::ListSitesResponse> AccessLogic::ListSites(
     const CallContext& call, const v1::ListSitesRequest& request) {
   if (!IsStaff(call.principal)) return Denied("list", "sites");
   ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size()));
+  std::string customer_id;
+  if (!request.customer().empty()) {
+    ASSIGN_OR_RETURN(auto ids, ParseResourceName(request.customer(),
+                                                 "customers/*", "customer"));
+    customer_id = ids[0];
+  }
   v1::ListSitesResponse response;
   RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(
         std::string next,
         ListPage<v1::Site>(
-            "sites", page_size, request.page_token(),
+            absl::StrCat("sites:", request.customer()), page_size,
+            request.page_token(),
             [&](const std::string& after, int limit) {
-              return AccessStore::ListSites(db, after, limit);
+              return AccessStore::ListSites(db, customer_id, after, limit);
             },
             [&](v1::Site site) { *response.add_sites() = std::move(site); }));
     response.set_next_page_token(next);
@@ -420,9 +438,8 @@ absl::StatusOr<v1::Site> AccessLogic::UpdateSite(
                                           request.site().display_name(), true));
     } else if (path == "customer") {
       if (!request.site().customer().empty()) {
-        RETURN_IF_ERROR(ParseResourceName(request.site().customer(),
-                                          "customers/*", "site.customer")
-                            .status());
+        RETURN_IF_ERROR(
+            RequireCustomer("site.customer", request.site().customer()));
       }
     } else {
       return InvalidField(
@@ -436,6 +453,17 @@ absl::StatusOr<v1::Site> AccessLogic::UpdateSite(
       db_, engine_, clock_,
       [&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(auto site, AccessStore::FindSite(db, ids[0]));
+        const absl::Time now = clock_->Now();
+        if (!site && request.allow_missing() && IsOperator(call.principal)) {
+          // AIP-134: created, named by its Support ID unless given a name.
+          v1::Site created;
+          created.set_display_name(request.site().display_name().empty()
+                                       ? ids[0]
+                                       : request.site().display_name());
+          RETURN_IF_ERROR(
+              AccessStore::InsertSite(db, ids[0], created, now).status());
+          ASSIGN_OR_RETURN(site, AccessStore::FindSite(db, ids[0]));
+        }
         if (!site) {
           return absl::NotFoundError(
               absl::StrCat(request.site().name(), " does not exist"));
@@ -452,7 +480,6 @@ absl::StatusOr<v1::Site> AccessLogic::UpdateSite(
             updated.set_customer(request.site().customer());
           }
         }
-        const absl::Time now = clock_->Now();
         ASSIGN_OR_RETURN(VersionStamp version,
                          AccessStore::UpdateSite(db, ids[0], updated, now));
         ASSIGN_OR_RETURN(auto stored, AccessStore::FindSite(db, ids[0]));
@@ -1369,6 +1396,11 @@ AccessLogic::NotifyCustomerChanged(
                                                "customers/*", "customer"));
   if (request.version() < 0) {
     return InvalidField("version", "must not be negative");
+  }
+  // A notice written before the change feed existed carries no position:
+  // the feed has brought that change already.
+  if (request.consistency_token().empty()) {
+    return v1::NotifyCustomerChangedResponse();
   }
   absl::StatusOr<ConsistencyToken> token =
       ConsistencyToken::Decode(request.consistency_token());

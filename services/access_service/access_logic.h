@@ -40,10 +40,11 @@ class AccessLogic {
  public:
   // REQUIRES: all outlive this object. `notifications_outbox` (may be
   // null) delivers R8 notices to NotificationService.
-  // `change_log` is the Watch log every write records into.
+  // `change_log` is the Watch log every write records into; `customers`
+  // says whether a customer a site is linked to exists.
   AccessLogic(Database* db, const Policy* policy, PermissionEngine* engine,
-              PermissionChangeLog* change_log, const Clock* clock,
-              IdGenerator* ids, AccessLogicOptions options,
+              PermissionChangeLog* change_log, CustomerFactsSource* customers,
+              const Clock* clock, IdGenerator* ids, AccessLogicOptions options,
               OutboxWorker* notifications_outbox = nullptr);
 
   // Records a policy change for watchers, and loads what the engine must
@@ -130,6 +131,10 @@ class AccessLogic {
       const custos::common::v1::ListAuditEventsRequest& request);
 
  private:
+  // INVALID_ARGUMENT naming `field` unless `customer` (customers/{c})
+  // exists in CustomerManagementService; UNAVAILABLE when it cannot say.
+  absl::Status RequireCustomer(absl::string_view field,
+                               const std::string& customer);
   // The consistency token of access write `seq`.
   std::string TokenOf(int64_t seq) const;
   // Inside a write: marks overdue pending requests expired, audits them and
@@ -152,6 +157,7 @@ class AccessLogic {
   const Policy* const policy_;
   PermissionEngine* const engine_;
   PermissionChangeLog* const change_log_;
+  CustomerFactsSource* const customers_;
   const Clock* const clock_;
   IdGenerator* const ids_;
   const AccessLogicOptions options_;

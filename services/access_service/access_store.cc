@@ -103,6 +103,8 @@ CREATE TABLE permission_changes (
 );
 CREATE INDEX permission_changes_by_time ON permission_changes(change_micros);
 )sql"},
+      // ListSites by customer (Customer.sites is read from here).
+      {10, "CREATE INDEX sites_by_customer ON sites(customer_id, id);"},
   };
   return *migrations;
 }
@@ -238,11 +240,19 @@ absl::StatusOr<std::optional<v1::Site>> AccessStore::FindSite(
 }
 
 absl::StatusOr<std::vector<v1::Site>> AccessStore::ListSites(
-    Connection& db, const std::string& after_id, int limit) {
-  static const std::string* sql = new std::string(
+    Connection& db, const std::string& customer_id, const std::string& after_id,
+    int limit) {
+  static const std::string* all = new std::string(
       absl::StrCat(kSiteSelect, "WHERE id > ? ORDER BY id LIMIT ?"));
-  ASSIGN_OR_RETURN(Statement select, db.Prepare(*sql));
-  select.Bind(1, after_id).Bind(2, limit);
+  static const std::string* of_customer = new std::string(absl::StrCat(
+      kSiteSelect, "WHERE customer_id = ? AND id > ? ORDER BY id LIMIT ?"));
+  if (customer_id.empty()) {
+    ASSIGN_OR_RETURN(Statement select, db.Prepare(*all));
+    select.Bind(1, after_id).Bind(2, limit);
+    return AllRows<v1::Site>(select, ReadSite);
+  }
+  ASSIGN_OR_RETURN(Statement select, db.Prepare(*of_customer));
+  select.Bind(1, customer_id).Bind(2, after_id).Bind(3, limit);
   return AllRows<v1::Site>(select, ReadSite);
 }
 

@@ -58,9 +58,11 @@ class AccessStore {
                                                  absl::Time now);
   static absl::StatusOr<std::optional<v1::Site>> FindSite(
       Connection& db, const std::string& site_id);
-  // Ordered by id, after `after_id`.
+  // Ordered by id, after `after_id`; only the customer's when
+  // `customer_id` is not empty.
   static absl::StatusOr<std::vector<v1::Site>> ListSites(
-      Connection& db, const std::string& after_id, int limit);
+      Connection& db, const std::string& customer_id,
+      const std::string& after_id, int limit);
   // Returns the site's new version.
   static absl::StatusOr<VersionStamp> UpdateSite(Connection& db,
                                                  const std::string& site_id,

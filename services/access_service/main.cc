@@ -160,7 +160,8 @@ int main(int argc, char** argv) {
   custos::access::PermissionChangeLog change_log(db->get(), &customers,
                                                  identity->incarnation);
   custos::access::AccessLogic logic(db->get(), policy->get(), &engine,
-                                    &change_log, custos::RealClock::Get(), &ids,
+                                    &change_log, &customers,
+                                    custos::RealClock::Get(), &ids,
                                     logic_options, notifications_outbox.get());
   if (absl::Status started = logic.Start(); !started.ok()) {
     Die("cannot start: " + started.ToString());
@@ -206,7 +207,7 @@ int main(int argc, char** argv) {
       });
 
   custos::Metrics::Default().AddCollector(
-      [&engine, &redis](custos::MetricsText& out) {
+      [&engine, &redis, &feed](custos::MetricsText& out) {
         const auto cache = engine.stats();
         out.Family("custos_permission_cache_lookups_total", "counter",
                    "Permission-set lookups, by where the answer came from.");
@@ -218,6 +219,21 @@ int main(int argc, char** argv) {
                    static_cast<double>(cache.redis_hits));
         out.Sample("custos_permission_cache_lookups_total",
                    {{"result", "miss"}}, static_cast<double>(cache.computed));
+        out.Family("custos_permission_cache_forged_total", "counter",
+                   "Redis values refused because their MAC did not match "
+                   "(written by something other than Custos).");
+        out.Sample("custos_permission_cache_forged_total", {},
+                   static_cast<double>(cache.forged));
+        out.Family("custos_customer_feed_fresh", "gauge",
+                   "1 while the customer change feed was read within "
+                   "--customer_feed_max_lag; 0: customer answers are read "
+                   "through to customer_management_service.");
+        out.Sample("custos_customer_feed_fresh", {}, feed.Fresh() ? 1 : 0);
+        out.Family("custos_customer_feed_resets_total", "counter",
+                   "Times the customer change feed could not be continued "
+                   "and every customer version was forgotten.");
+        out.Sample("custos_customer_feed_resets_total", {},
+                   static_cast<double>(feed.resets()));
         out.Family("custos_redis_degraded", "gauge",
                    "1 while Redis is unreachable or slow and answers are "
                    "computed from the store.");

@@ -39,7 +39,6 @@ enum class Standing {
   kPlatformAdmin,
 };
 
-constexpr size_t kMaxSites = 100;
 constexpr size_t kMaxProductCodeBytes = 64;
 
 absl::Status ValidateEmail(absl::string_view field, absl::string_view value) {
@@ -165,19 +164,12 @@ absl::Status ValidateAccountManager(Connection& db, absl::string_view field,
   return absl::OkStatus();
 }
 
-absl::Status ValidateSites(absl::string_view field, const v1::Customer& c) {
-  if (static_cast<size_t>(c.sites_size()) > kMaxSites) {
-    return InvalidField(field, absl::StrCat("at most ", kMaxSites, " sites"));
-  }
-  absl::flat_hash_set<std::string> seen;
-  for (int i = 0; i < c.sites_size(); ++i) {
-    std::string item = absl::StrCat(field, "[", i, "]");
-    RETURN_IF_ERROR(ParseResourceName(c.sites(i), "sites/*", item).status());
-    if (!seen.insert(c.sites(i)).second) {
-      return InvalidField(item, "duplicates an earlier site");
-    }
-  }
-  return absl::OkStatus();
+// The site <-> customer link is AccessService's (Site.customer).
+absl::Status RefuseSites(absl::string_view field, const v1::Customer& c) {
+  if (c.sites_size() == 0) return absl::OkStatus();
+  return InvalidField(field,
+                      "is output only: a site is linked to its customer in "
+                      "AccessService (UpdateSite, field customer)");
 }
 
 absl::Status ValidateSettings(absl::string_view field,
@@ -585,7 +577,7 @@ absl::StatusOr<v1::Customer> CustomerManagement::CreateCustomer(
                         "is required: partner users create customers of "
                         "their own partner");
   }
-  RETURN_IF_ERROR(ValidateSites("customer.sites", customer));
+  RETURN_IF_ERROR(RefuseSites("customer.sites", customer));
   v1::ManagementSettings settings;
   settings.set_management_type(customer.management_type());
   settings.set_communications(customer.communications());
@@ -661,7 +653,37 @@ absl::StatusOr<v1::Customer> CustomerManagement::GetCustomer(
                                           Standing::kCustomerUser, "read"));
     return absl::OkStatus();
   }));
+  // The site links are AccessService's: read them there, after the caller
+  // was allowed to see the customer.
+  if (sites_ != nullptr) {
+    ASSIGN_OR_RETURN(std::vector<std::string> sites, sites_->SitesOf(ids[0]));
+    for (std::string& site : sites) result.add_sites(std::move(site));
+  }
   return result;
+}
+
+absl::StatusOr<int> CustomerManagement::MigrateSiteLinks() {
+  if (outbox_ == nullptr) return 0;
+  constexpr char kUpdateSite[] = "/custos.access.v1.AccessService/UpdateSite";
+  int moved = 0;
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
+    moved = 0;
+    ASSIGN_OR_RETURN(auto links, CustomerStore::TakeLegacySiteLinks(db));
+    const absl::Time now = clock_->Now();
+    for (const auto& [customer_id, site] : links) {
+      access::v1::UpdateSiteRequest update;
+      update.mutable_site()->set_name(site);
+      update.mutable_site()->set_customer(
+          absl::StrCat("customers/", customer_id));
+      update.mutable_update_mask()->add_paths("customer");
+      update.set_allow_missing(true);
+      RETURN_IF_ERROR(EnqueueOutbox(db, "access", kUpdateSite, update, now));
+      ++moved;
+    }
+    return absl::OkStatus();
+  }));
+  if (moved > 0) DeliverAnnouncements();
+  return moved;
 }
 
 absl::StatusOr<v1::ListCustomersResponse> CustomerManagement::ListCustomers(
@@ -711,20 +733,23 @@ absl::StatusOr<v1::Customer> CustomerManagement::UpdateCustomer(
     return InvalidField("update_mask",
                         "is required: list the fields to change");
   }
-  bool display_name = false, account_manager = false, sites = false;
+  bool display_name = false, account_manager = false;
   for (const std::string& path : request.update_mask().paths()) {
     if (path == "display_name") {
       display_name = true;
     } else if (path == "account_manager") {
       account_manager = true;
     } else if (path == "sites") {
-      sites = true;
+      return InvalidField("update_mask",
+                          "\"sites\" is output only: a site is linked to its "
+                          "customer in AccessService (UpdateSite, field "
+                          "customer)");
     } else {
       return InvalidField(
           "update_mask",
           absl::StrCat("\"", path,
                        "\" is not updatable here (display_name, "
-                       "account_manager, sites; management settings change "
+                       "account_manager; management settings change "
                        "through SetManagementSettings)"));
     }
   }
@@ -732,7 +757,6 @@ absl::StatusOr<v1::Customer> CustomerManagement::UpdateCustomer(
     RETURN_IF_ERROR(ValidateDisplayName("customer.display_name",
                                         patch.display_name(), true));
   }
-  if (sites) RETURN_IF_ERROR(ValidateSites("customer.sites", patch));
   v1::Customer result;
   RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     ASSIGN_OR_RETURN(v1::Customer current,
@@ -750,7 +774,6 @@ absl::StatusOr<v1::Customer> CustomerManagement::UpdateCustomer(
                                              patch.account_manager()));
       updated.set_account_manager(patch.account_manager());
     }
-    if (sites) *updated.mutable_sites() = patch.sites();
     updated.set_version(current.version() + 1);
     const absl::Time now = clock_->Now();
     RETURN_IF_ERROR(CustomerStore::UpdateCustomer(db, ids[0], updated, now));
@@ -1190,7 +1213,10 @@ absl::StatusOr<v1::AccessContext> CustomerManagement::GetAccessContext(
   RETURN_IF_ERROR(RequireService(call.principal, "GetAccessContext"));
   ASSIGN_OR_RETURN(auto ids, ParseResourceName(request.customer(),
                                                "customers/*", "customer"));
-  RETURN_IF_ERROR(ValidateUserId("user", request.user()));
+  // Empty: only the customer's own facts (does it exist, its settings).
+  if (!request.user().empty()) {
+    RETURN_IF_ERROR(ValidateUserId("user", request.user()));
+  }
   v1::AccessContext context;
   RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
     context = v1::AccessContext();

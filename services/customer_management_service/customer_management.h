@@ -13,6 +13,7 @@
 #include "common/outbox.h"
 #include "custos/common/v1/audit.pb.h"
 #include "custos/customers/v1/customers_service.pb.h"
+#include "services/customer_management_service/site_directory.h"
 
 namespace custos::customers {
 
@@ -42,14 +43,18 @@ class CustomerManagement {
   // R2 like any alert), delivered in the background.
   // `incarnation` is the store's (StoreIdentity): part of every
   // consistency token and change-feed position this service hands out.
+  // `sites`, when given, is where Customer.sites is read (AccessService owns
+  // the link).
   CustomerManagement(Database* database, const Clock* clock, IdGenerator* ids,
                      std::string incarnation,
                      OutboxWorker* access_outbox = nullptr,
-                     OutboxWorker* notifications_outbox = nullptr)
+                     OutboxWorker* notifications_outbox = nullptr,
+                     SiteDirectory* sites = nullptr)
       : db_(database),
         clock_(clock),
         ids_(ids),
         incarnation_(std::move(incarnation)),
+        sites_(sites),
         outbox_(access_outbox),
         notifications_outbox_(notifications_outbox) {}
 
@@ -115,6 +120,11 @@ class CustomerManagement {
   // The change feed, for AccessService (role `service`).
   absl::StatusOr<v1::ListCustomerChangesResponse> ListCustomerChanges(
       const CallContext& call, const v1::ListCustomerChangesRequest& request);
+  // Hands site links stored here before AccessService owned them over to
+  // AccessService (UpdateSite, allow_missing, through the outbox) and
+  // clears them here, in one transaction. Returns how many; 0 without an
+  // access outbox (they wait until one is configured).
+  absl::StatusOr<int> MigrateSiteLinks();
   // Drops feed entries older than `retention` (the newest always stays).
   absl::Status PruneChanges(absl::Duration retention);
 
@@ -150,6 +160,7 @@ class CustomerManagement {
   const Clock* clock_;
   IdGenerator* ids_;
   const std::string incarnation_;
+  SiteDirectory* sites_;
   OutboxWorker* outbox_;
   OutboxWorker* notifications_outbox_;
 };

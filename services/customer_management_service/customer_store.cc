@@ -141,12 +141,8 @@ v1::Customer ReadCustomer(const Statement& row) {
           absl::StrCat("partners/", partner_id, "/users/", manager));
     }
   }
-  std::string sites = row.ColumnText(4);
-  if (!sites.empty()) {
-    for (absl::string_view site : absl::StrSplit(sites, '\n')) {
-      customer.add_sites(std::string(site));
-    }
-  }
+  // Column 4 (sites) holds only links from before AccessService owned them,
+  // until MigrateSiteLinks hands them over; Customer.sites is read there.
   customer.set_management_type(
       static_cast<v1::ManagementType>(row.ColumnInt64(5)));
   customer.set_communications(
@@ -526,6 +522,28 @@ absl::Status CustomerStore::BumpCustomerVersion(Connection& db,
                    db.Prepare("UPDATE customers SET version = version + 1, "
                               "update_micros = ? WHERE id = ?"));
   return bump.Bind(1, absl::ToUnixMicros(now)).Bind(2, customer_id).Run();
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
+CustomerStore::TakeLegacySiteLinks(Connection& db) {
+  ASSIGN_OR_RETURN(
+      Statement select,
+      db.Prepare("SELECT id, sites FROM customers WHERE sites <> '' ORDER BY "
+                 "id"));
+  std::vector<std::pair<std::string, std::string>> links;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) break;
+    const std::string customer_id = select.ColumnText(0);
+    for (absl::string_view site : absl::StrSplit(select.ColumnText(1), '\n')) {
+      if (!site.empty()) links.emplace_back(customer_id, std::string(site));
+    }
+  }
+  ASSIGN_OR_RETURN(Statement clear,
+                   db.Prepare("UPDATE customers SET sites = '' WHERE sites <> "
+                              "''"));
+  RETURN_IF_ERROR(clear.Run());
+  return links;
 }
 
 absl::StatusOr<CustomerChangeRow> CustomerStore::AppendCustomerChange(

@@ -119,6 +119,11 @@ class CustomerStore {
                                           const std::string& customer_id,
                                           absl::Time now);
 
+  // (customer id, `sites/{sid}`) links stored here before AccessService
+  // owned them; clears them.
+  static absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
+  TakeLegacySiteLinks(Connection& db);
+
   // The change feed. Appends a change that can alter answers on the
   // customer (also when it was deleted) and makes it the customer's head.
   static absl::StatusOr<CustomerChangeRow> AppendCustomerChange(

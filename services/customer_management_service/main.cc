@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/auth.h"
 #include "common/executor.h"
@@ -23,6 +24,7 @@
 #include "services/customer_management_service/customer_management.h"
 #include "services/customer_management_service/customer_management_service.h"
 #include "services/customer_management_service/customer_store.h"
+#include "services/customer_management_service/site_directory.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50052", "host:port to serve gRPC on");
 ABSL_FLAG(std::string, database, "sqlite:customers.db",
@@ -84,9 +86,25 @@ int main(int argc, char** argv) {
   }
   custos::Metrics::Default().AddCollector(custos::OutboxMetrics(outboxes));
   custos::RandomIdGenerator ids;
+  // Customer.sites is read from AccessService, which owns the link.
+  std::unique_ptr<custos::customers::GrpcSiteDirectory> sites;
+  if (const std::string address = absl::GetFlag(FLAGS_access_address);
+      !address.empty()) {
+    sites = std::make_unique<custos::customers::GrpcSiteDirectory>(
+        custos::access::v1::AccessService::NewStub(
+            custos::PeerChannel(address)),
+        &token, timeout);
+  }
   custos::customers::CustomerManagement logic(
       db->get(), custos::RealClock::Get(), &ids, identity->incarnation,
-      access_outbox.get(), notifications_outbox.get());
+      access_outbox.get(), notifications_outbox.get(), sites.get());
+  if (absl::StatusOr<int> moved = logic.MigrateSiteLinks(); !moved.ok()) {
+    Die("cannot hand site links to access_service: " +
+        moved.status().ToString());
+  } else if (*moved > 0) {
+    custos::Log("info", "site links handed to access_service",
+                {{"links", absl::StrCat(*moved)}});
+  }
   const absl::Duration retention = absl::GetFlag(FLAGS_change_retention);
   if (retention <= absl::ZeroDuration()) Die("--change_retention must be > 0");
   custos::Periodic prune_changes(std::min(retention, absl::Minutes(1)), [&] {

@@ -5,11 +5,17 @@
 // access store restored from a backup, a customer deleted and re-created.
 // Every answer is compared with what the facts say (R1, R5-R7).
 #include <hiredis/hiredis.h>
+#include <libpq-fe.h>
 #include <signal.h>
+#include <sqlite3.h>
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
+#include <map>
 #include <memory>
+#include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -574,6 +580,96 @@ TEST_F(NoStaleTest, R7_AccessStoreRestoredFromABackupWithRedisUntouched) {
   EXPECT_TRUE(Allowed("val", "sites/restore", "cases.self.view"));
 }
 
+// Writes a site link the way customer_management_service stored them
+// before AccessService owned the link (its customers.sites column).
+bool WriteLegacySiteLink(const std::string& database,
+                         const std::string& customer, const std::string& site,
+                         std::string* error) {
+  const std::string sql = absl::StrCat("UPDATE customers SET sites = '", site,
+                                       "' WHERE id = '", customer, "'");
+  if (absl::StartsWith(database, "sqlite:")) {
+    sqlite3* db = nullptr;
+    if (sqlite3_open(database.substr(7).c_str(), &db) != SQLITE_OK) {
+      *error = "cannot open the SQLite file";
+      sqlite3_close(db);
+      return false;
+    }
+    const bool ok =
+        sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK &&
+        sqlite3_changes(db) == 1;
+    if (!ok) *error = sqlite3_errmsg(db);
+    sqlite3_close(db);
+    return ok;
+  }
+  PGconn* conn = PQconnectdb(database.c_str());
+  PGresult* result = PQexec(conn, sql.c_str());
+  const bool ok = PQresultStatus(result) == PGRES_COMMAND_OK &&
+                  std::string(PQcmdTuples(result)) == "1";
+  if (!ok) *error = PQerrorMessage(conn);
+  PQclear(result);
+  PQfinish(conn);
+  return ok;
+}
+
+// One owner for the site <-> customer link: AccessService. A link to a
+// customer that does not exist is refused; Customer.sites reads the links
+// from AccessService; links stored by customer_management_service before
+// are handed over when it starts.
+TEST_F(NoStaleTest, SiteCustomerLinkHasOneOwner) {
+  CreatePartnerWithAdmin("northwind", "bill");
+  CreateCustomer("linked", "northwind", cv1::MANAGEMENT_TYPE_PARTNER, {});
+  v1::CreateSiteRequest create;
+  create.set_site_id("m-sid");
+  create.mutable_site()->set_display_name("M");
+  create.mutable_site()->set_customer("customers/nope");
+  v1::Site site;
+  grpc::Status status = stub_->CreateSite(As(care_).get(), create, &site);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "does not exist"));
+  create.mutable_site()->set_customer("customers/linked");
+  ASSERT_TRUE(stub_->CreateSite(As(care_).get(), create, &site).ok());
+
+  auto sites_of = [&](const std::string& customer) {
+    cv1::GetCustomerRequest get;
+    get.set_name("customers/" + customer);
+    cv1::Customer read;
+    grpc::Status got =
+        customers_stub_->GetCustomer(As(Token("bill")).get(), get, &read);
+    EXPECT_TRUE(got.ok()) << got.error_message();
+    return std::vector<std::string>(read.sites().begin(), read.sites().end());
+  };
+  EXPECT_EQ(sites_of("linked"), std::vector<std::string>{"sites/m-sid"});
+
+  v1::UpdateSiteRequest update;
+  update.mutable_site()->set_name("sites/m-sid");
+  update.mutable_site()->set_customer("customers/nope");
+  update.mutable_update_mask()->add_paths("customer");
+  status = stub_->UpdateSite(As(care_).get(), update, &site);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  update.mutable_site()->clear_customer();  // unlinked
+  ASSERT_TRUE(stub_->UpdateSite(As(care_).get(), update, &site).ok());
+  EXPECT_TRUE(sites_of("linked").empty());
+
+  // A link stored the old way moves to AccessService at the next start.
+  customers_->Signal(SIGTERM);
+  ASSERT_EQ(customers_->WaitForExit(absl::Seconds(20)), 0);
+  std::string error;
+  ASSERT_TRUE(WriteLegacySiteLink(TestDatabase(dir_, "customers"), "linked",
+                                  "sites/legacy-sid", &error))
+      << error;
+  StartCustomers(absl::StrCat("127.0.0.1:", access_port_));
+  std::vector<std::string> linked;
+  const absl::Time deadline = absl::Now() + absl::Seconds(15);
+  while ((linked = sites_of("linked")).empty() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(linked, std::vector<std::string>{"sites/legacy-sid"});
+  v1::GetSiteRequest get;
+  get.set_name("sites/legacy-sid");
+  ASSERT_TRUE(stub_->GetSite(As(care_).get(), get, &site).ok());
+  EXPECT_EQ(site.customer(), "customers/linked");
+}
+
 // What a watcher saw: each change as "KIND resource", and the last token.
 struct Watched {
   std::vector<std::string> changes;
@@ -702,6 +798,333 @@ TEST_F(NoStaleTest, R7_WatchFromAnExpiredTokenIsOutOfRange) {
   EXPECT_EQ(
       Watch(this, stub_.get(), Token("mallory"), "", 1).status.error_code(),
       grpc::StatusCode::PERMISSION_DENIED);
+}
+
+// The reference model for the schedule below: R1 (customers) and R5-R9
+// (sites, roles, pilots), written from DESIGN's tables, not from the engine.
+class ReferenceModel {
+ public:
+  // Site side.
+  std::map<std::pair<std::string, std::string>, v1::SiteRole> roles;
+  // Pilot participants ("users/u", "sites/s") per gated permission, and
+  // whether that permission's pilot is generally available.
+  std::map<std::string, std::set<std::string>> participants;
+  std::set<std::string> generally_available;
+  // Customer side: management type, customer users, partner admins/users.
+  std::map<std::string, cv1::ManagementType> management;
+  std::map<std::string, std::set<std::string>> customer_users;
+  std::set<std::string> partner_admins, partner_users;
+
+  bool SiteAllows(const std::string& site, const std::string& user,
+                  const std::string& permission) const {
+    auto it = roles.find({site, user});
+    if (it == roles.end()) return false;
+    const v1::SiteRole role = it->second;
+    const bool member = role == v1::SITE_ROLE_SITE_MEMBER ||
+                        role == v1::SITE_ROLE_SITE_ADMINISTRATOR;
+    const bool admin = role == v1::SITE_ROLE_SITE_ADMINISTRATOR;
+    if (permission == "cases.self.view") return true;
+    if (permission == "cases.self.create") return member;
+    if (permission == "site.members.list") return admin;
+    // R9: pilot-gated, granted by every role.
+    if (generally_available.count(permission) > 0) return true;
+    auto enrolled = participants.find(permission);
+    return enrolled != participants.end() &&
+           (enrolled->second.count("users/" + user) > 0 ||
+            enrolled->second.count("sites/" + site) > 0);
+  }
+
+  bool CustomerAllows(const std::string& customer, const std::string& user,
+                      const std::string& permission) const {
+    const cv1::ManagementType type = management.at(customer);
+    const bool partner = partner_admins.count(user) + partner_users.count(user);
+    const bool customer_user = !partner && customer_users.count(customer) > 0 &&
+                               customer_users.at(customer).count(user) > 0;
+    if (permission == "portal.login") {
+      return customer_user && type != cv1::MANAGEMENT_TYPE_PARTNER;
+    }
+    if (permission == "portal.manage_customer") {
+      return partner && type != cv1::MANAGEMENT_TYPE_CUSTOMER;
+    }
+    if (permission == "customer.view") return partner;
+    if (permission == "customer.update") return partner_admins.count(user) > 0;
+    return false;
+  }
+};
+
+// A seeded, randomized schedule of 10,000 steps — role changes, approvals,
+// removals, pilot changes, management changes, customer users coming and
+// going, checks with and without tokens, restarts of both services and of
+// Redis — with every answer compared to the reference model: none may
+// differ with a token, none without one once the change is older than the
+// bound. CUSTOS_SCHEDULE_SEED replays a schedule.
+TEST_F(NoStaleTest, R1_R5_R9_RandomizedScheduleMatchesTheModel) {
+  uint64_t seed = absl::ToUnixNanos(absl::Now());
+  if (const char* given = std::getenv("CUSTOS_SCHEDULE_SEED")) {
+    seed = std::strtoull(given, nullptr, 10);
+  }
+  SCOPED_TRACE(absl::StrCat("replay with CUSTOS_SCHEDULE_SEED=", seed));
+  std::printf("[ seed ] CUSTOS_SCHEDULE_SEED=%llu\n",
+              static_cast<unsigned long long>(seed));
+  std::mt19937_64 rng(seed);
+  auto pick = [&](const auto& items) -> const auto& {
+    return items[std::uniform_int_distribution<size_t>(0,
+                                                       items.size() - 1)(rng)];
+  };
+  auto chance = [&](double p) {
+    return std::uniform_real_distribution<double>(0, 1)(rng) < p;
+  };
+
+  ReferenceModel model;
+  const std::vector<std::string> sites{"s1", "s2", "s3"};
+  const std::vector<std::string> users{"u1", "u2", "u3", "u4", "u5", "u6"};
+  const std::vector<std::string> customers{"k1", "k2"};
+  const std::vector<std::string> customer_people{"u1", "u2", "u3", "pam"};
+  const std::vector<std::string> site_permissions{
+      "cases.self.view", "cases.self.create", "site.members.list",
+      "software.download", "licenses.generate"};
+  const std::vector<std::string> customer_permissions{
+      "portal.login", "portal.manage_customer", "customer.view",
+      "customer.update"};
+  const std::vector<v1::SiteRole> site_roles{v1::SITE_ROLE_VIEW_ONLY,
+                                             v1::SITE_ROLE_SITE_MEMBER,
+                                             v1::SITE_ROLE_SITE_ADMINISTRATOR};
+  const std::vector<cv1::ManagementType> types{cv1::MANAGEMENT_TYPE_PARTNER,
+                                               cv1::MANAGEMENT_TYPE_CUSTOMER,
+                                               cv1::MANAGEMENT_TYPE_CO_MANAGED};
+  // Set-up: sites, two pilots, a partner with an admin and a user, and two
+  // customers.
+  for (const std::string& site : sites) CreateSite(site);
+  const std::map<std::string, std::string> pilot_of{
+      {"software.download", "downloads"}, {"licenses.generate", "licences"}};
+  for (const auto& [permission, pilot] : pilot_of) {
+    v1::CreatePilotRequest create;
+    create.set_pilot_id(pilot);
+    create.mutable_pilot()->set_display_name(pilot);
+    create.mutable_pilot()->add_permissions(permission);
+    create.mutable_pilot()->set_stage(v1::Pilot::STAGE_PILOT);
+    v1::Pilot created;
+    ASSERT_TRUE(stub_->CreatePilot(As(admin_).get(), create, &created).ok());
+  }
+  CreatePartnerWithAdmin("northwind", "bill");
+  model.partner_admins.insert("bill");
+  {
+    cv1::CreatePartnerUserRequest pam;
+    pam.set_parent("partners/northwind");
+    pam.set_user_id("pam");
+    pam.mutable_partner_user()->set_role(cv1::PARTNER_ROLE_PARTNER_USER);
+    cv1::PartnerUser created;
+    ASSERT_TRUE(
+        customers_stub_->CreatePartnerUser(As(admin_).get(), pam, &created)
+            .ok());
+    model.partner_users.insert("pam");
+  }
+  for (const std::string& customer : customers) {
+    CreateCustomer(customer, "northwind", cv1::MANAGEMENT_TYPE_CO_MANAGED, {});
+    model.management[customer] = cv1::MANAGEMENT_TYPE_CO_MANAGED;
+  }
+
+  // When each resource last changed, and the token of that change.
+  std::map<std::string, absl::Time> changed_at;
+  std::map<std::string, std::string> token_of;
+  auto changed = [&](const std::string& resource, const std::string& token) {
+    changed_at[resource] = absl::Now();
+    token_of[resource] = token;
+  };
+  bool customers_up = true;
+  bool redis_up = true;
+  // Outages last a few dozen steps: long enough to matter, short enough
+  // that customer checks (UNAVAILABLE after a peer timeout) stay cheap.
+  int customers_back_at = -1, redis_back_at = -1;
+  int checks = 0, with_token = 0, unavailable = 0, mismatches = 0;
+  int restarts = 0;
+
+  for (int step = 0; step < 10000; ++step) {
+    if (step == customers_back_at) {
+      StartCustomers(absl::StrCat("127.0.0.1:", access_port_));
+      customers_up = true;
+    }
+    if (step == redis_back_at) {
+      ASSERT_TRUE(redis_->Start());
+      redis_up = true;
+    }
+    const double roll = std::uniform_real_distribution<double>(0, 1)(rng);
+    if (roll < 0.08) {  // R5/R6: a join or role request, approved by Care
+      const std::string& site = pick(sites);
+      const std::string& user = pick(users);
+      const v1::SiteRole role = pick(site_roles);
+      auto current = model.roles.find({site, user});
+      if (current != model.roles.end() && current->second == role) continue;
+      v1::CreateAccessRequestRequest request;
+      request.set_parent("sites/" + site);
+      request.mutable_access_request()->set_requested_role(role);
+      request.mutable_access_request()->set_justification("schedule");
+      v1::AccessRequest created;
+      grpc::Status status =
+          stub_->CreateAccessRequest(As(Token(user)).get(), request, &created);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+      v1::ApproveAccessRequestRequest approve;
+      approve.set_name(created.name());
+      v1::AccessRequest decided;
+      status = stub_->ApproveAccessRequest(As(care_).get(), approve, &decided);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+      model.roles[{site, user}] = role;
+      changed("sites/" + site, decided.consistency_token());
+    } else if (roll < 0.14) {  // R7: a role changed directly, or a removal
+      const std::string& site = pick(sites);
+      const std::string& user = pick(users);
+      if (model.roles.count({site, user}) == 0) continue;
+      if (chance(0.3)) {
+        v1::DeleteSiteMemberRequest remove;
+        remove.set_name(absl::StrCat("sites/", site, "/members/", user));
+        v1::DeleteSiteMemberResponse removed;
+        grpc::Status status =
+            stub_->DeleteSiteMember(As(care_).get(), remove, &removed);
+        ASSERT_TRUE(status.ok()) << status.error_message();
+        model.roles.erase({site, user});
+        changed("sites/" + site, removed.consistency_token());
+      } else {
+        const v1::SiteRole role = pick(site_roles);
+        changed("sites/" + site, SetRole(site, user, role));
+        model.roles[{site, user}] = role;
+      }
+    } else if (roll < 0.18) {  // R9: pilot participants and stages
+      const auto& [permission, pilot] = *std::next(
+          pilot_of.begin(), std::uniform_int_distribution<int>(0, 1)(rng));
+      std::string token;
+      if (chance(0.02) && model.generally_available.count(permission) == 0) {
+        v1::UpdatePilotRequest update;
+        update.mutable_pilot()->set_name("pilots/" + pilot);
+        update.mutable_pilot()->set_stage(
+            v1::Pilot::STAGE_GENERAL_AVAILABILITY);
+        update.mutable_update_mask()->add_paths("stage");
+        v1::Pilot updated;
+        ASSERT_TRUE(
+            stub_->UpdatePilot(As(admin_).get(), update, &updated).ok());
+        model.generally_available.insert(permission);
+        token = updated.consistency_token();
+      } else {
+        const std::string participant =
+            chance(0.5) ? "users/" + pick(users) : "sites/" + pick(sites);
+        v1::Pilot updated;
+        grpc::Status status;
+        if (model.participants[permission].count(participant) > 0) {
+          v1::RemovePilotParticipantRequest remove;
+          remove.set_pilot("pilots/" + pilot);
+          remove.set_participant(participant);
+          status =
+              stub_->RemovePilotParticipant(As(admin_).get(), remove, &updated);
+          model.participants[permission].erase(participant);
+        } else {
+          v1::AddPilotParticipantRequest add;
+          add.set_pilot("pilots/" + pilot);
+          add.set_participant(participant);
+          status = stub_->AddPilotParticipant(As(admin_).get(), add, &updated);
+          model.participants[permission].insert(participant);
+        }
+        ASSERT_TRUE(status.ok()) << status.error_message();
+        token = updated.consistency_token();
+      }
+      for (const std::string& site : sites) changed("sites/" + site, token);
+    } else if (roll < 0.22 && customers_up) {  // R1: management type
+      const std::string& customer = pick(customers);
+      const cv1::ManagementType type = pick(types);
+      if (model.management[customer] == type) continue;
+      changed("customers/" + customer, SetManagement("bill", customer, type));
+      model.management[customer] = type;
+    } else if (roll < 0.25 && customers_up) {  // customer users
+      const std::string& customer = pick(customers);
+      const std::string& user = pick(customer_people);
+      if (user == "pam") continue;
+      std::string token;
+      if (model.customer_users[customer].count(user) > 0) {
+        cv1::DeleteCustomerUserRequest remove;
+        remove.set_name(absl::StrCat("customers/", customer, "/users/", user));
+        cv1::DeleteCustomerUserResponse removed;
+        ASSERT_TRUE(customers_stub_
+                        ->DeleteCustomerUser(As(admin_).get(), remove, &removed)
+                        .ok());
+        model.customer_users[customer].erase(user);
+        token = removed.consistency_token();
+      } else {
+        cv1::CreateCustomerUserRequest add;
+        add.set_parent("customers/" + customer);
+        add.set_user_id(user);
+        cv1::CustomerUser created;
+        ASSERT_TRUE(
+            customers_stub_->CreateCustomerUser(As(admin_).get(), add, &created)
+                .ok());
+        model.customer_users[customer].insert(user);
+        token = created.consistency_token();
+      }
+      changed("customers/" + customer, token);
+    } else if (roll < 0.2508) {  // access_service restarts (or is killed)
+      ++restarts;
+      if (chance(0.5)) {
+        StopAccess();
+      } else {
+        access_->Signal(SIGKILL);
+        access_->WaitForExit(absl::Seconds(10));
+      }
+      StartAccess();
+    } else if (roll < 0.2516 && customers_up) {  // customers go down
+      ++restarts;
+      customers_->Signal(chance(0.5) ? SIGKILL : SIGTERM);
+      customers_->WaitForExit(absl::Seconds(10));
+      customers_up = false;
+      customers_back_at = step + 10 + static_cast<int>(rng() % 30);
+    } else if (roll < 0.2524 && redis_up) {  // Redis killed
+      ++restarts;
+      redis_->Kill();
+      redis_up = false;
+      redis_back_at = step + 10 + static_cast<int>(rng() % 200);
+    } else {  // a check, compared with the model
+      const bool on_site = chance(0.6);
+      const std::string resource =
+          on_site ? "sites/" + pick(sites) : "customers/" + pick(customers);
+      const std::string user =
+          on_site ? pick(users)
+                  : pick(std::vector<std::string>{"u1", "u2", "u3", "bill",
+                                                  "pam", "u6"});
+      const std::string permission =
+          on_site ? pick(site_permissions) : pick(customer_permissions);
+      const bool use_token = token_of.count(resource) > 0 && chance(0.3);
+      const std::string id = resource.substr(resource.find('/') + 1);
+      const bool expected = on_site
+                                ? model.SiteAllows(id, user, permission)
+                                : model.CustomerAllows(id, user, permission);
+      bool allowed = false;
+      const absl::Time asked = absl::Now();
+      grpc::Status status = Check(user, resource, permission, &allowed,
+                                  use_token ? token_of[resource] : "");
+      ++checks;
+      if (use_token) ++with_token;
+      if (!status.ok()) {
+        // Only a peer that is down may leave a check unanswered.
+        EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
+            << status.error_message() << " at step " << step;
+        ++unavailable;
+        continue;
+      }
+      if (allowed == expected) continue;
+      const bool within_bound =
+          !use_token && changed_at.count(resource) > 0 &&
+          asked - changed_at[resource] <= kBound + kCallMargin;
+      if (within_bound) continue;
+      ++mismatches;
+      ADD_FAILURE() << "step " << step << ": " << user << " " << permission
+                    << " on " << resource << " answered " << allowed
+                    << ", the model says " << expected
+                    << (use_token ? " (with the write's token)" : "");
+      if (mismatches > 10) return;
+    }
+  }
+  if (!customers_up) StartCustomers(absl::StrCat("127.0.0.1:", access_port_));
+  std::printf(
+      "[ schedule ] %d checks (%d with a token, %d unavailable), %d "
+      "restarts, %d mismatches\n",
+      checks, with_token, unavailable, restarts, mismatches);
+  EXPECT_EQ(mismatches, 0);
 }
 
 }  // namespace

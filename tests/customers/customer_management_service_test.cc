@@ -421,15 +421,23 @@ TEST_F(CustomerManagementServiceTest, FieldMaskChangesOnlyTheNamedFields) {
   v1::UpdateCustomerRequest update;
   auto* patch = update.mutable_customer();
   patch->set_name("customers/globex");
-  patch->add_sites("sites/sid-100");
-  patch->add_sites("sites/sid-200");
+  patch->set_account_manager("partners/acme-partner/users/ann");
   patch->set_display_name("Ignored, not in the mask");
-  update.mutable_update_mask()->add_paths("sites");
+  update.mutable_update_mask()->add_paths("account_manager");
   v1::Customer updated;
   ASSERT_TRUE(stub_->UpdateCustomer(As(bill_).get(), update, &updated).ok());
-  EXPECT_THAT(updated.sites(), ElementsAre("sites/sid-100", "sites/sid-200"));
+  EXPECT_EQ(updated.account_manager(), "partners/acme-partner/users/ann");
   EXPECT_EQ(updated.display_name(), "Globex");
-  EXPECT_EQ(updated.account_manager(), "partners/acme-partner/users/bill");
+
+  // The site links are AccessService's: `sites` is output only here.
+  v1::UpdateCustomerRequest sites;
+  sites.mutable_customer()->set_name("customers/globex");
+  sites.mutable_customer()->add_sites("sites/sid-100");
+  sites.mutable_update_mask()->add_paths("sites");
+  grpc::Status refused =
+      stub_->UpdateCustomer(As(bill_).get(), sites, &updated);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(FieldOf(refused), "update_mask");
 
   update.mutable_update_mask()->add_paths("management_type");
   grpc::Status status =
@@ -511,16 +519,16 @@ TEST_F(CustomerManagementServiceTest,
          return s.CreateCustomer(c, r, &out);
        },
        "customer.partner"},
-      {"bad site",
+      {"sites are output only (AccessService owns the link)",
        [](Stub& s, grpc::ClientContext* c) {
          v1::CreateCustomerRequest r;
          r.mutable_customer()->set_display_name("X");
          r.mutable_customer()->set_partner("partners/acme-partner");
-         r.mutable_customer()->add_sites("sid-1");
+         r.mutable_customer()->add_sites("sites/sid-1");
          v1::Customer out;
          return s.CreateCustomer(c, r, &out);
        },
-       "customer.sites[0]"},
+       "customer.sites"},
       {"unknown management type",
        [](Stub& s, grpc::ClientContext* c) {
          v1::CreateCustomerRequest r;
@@ -634,10 +642,11 @@ TEST_F(CustomerManagementServiceTest,
          return s.CreateProduct(c, r, &out);
        },
        "product.product_code"},
-      {"access context user",
+      {"access context user (empty asks for the customer's facts only)",
        [](Stub& s, grpc::ClientContext* c) {
          v1::GetAccessContextRequest r;
          r.set_customer("customers/globex");
+         r.set_user("not/a-user");
          v1::AccessContext out;
          return s.GetAccessContext(c, r, &out);
        },

@@ -550,6 +550,9 @@ TEST_F(CrossServiceTest, MetricsAreScrapedFromEveryService) {
   EXPECT_THAT(access, HasSubstr("custos_permission_cache_lookups_total{"
                                 "result=\"memory_hit\"}"));
   EXPECT_THAT(access, HasSubstr("custos_redis_degraded 0\n"));
+  EXPECT_THAT(access, HasSubstr("# TYPE custos_customer_feed_fresh gauge\n"));
+  EXPECT_THAT(access, HasSubstr("custos_customer_feed_resets_total 0\n"));
+  EXPECT_THAT(access, HasSubstr("custos_permission_cache_forged_total 0\n"));
   EXPECT_THAT(access, HasSubstr("custos_outbox_depth{destination="
                                 "\"notifications\"} 0\n"));
   EXPECT_THAT(access, HasSubstr("custos_outbox_deliveries_total{destination="
