@@ -1413,11 +1413,11 @@ AccessLogic::NotifyCustomerChanged(
   if (token->incarnation != engine_->feed()->incarnation()) {
     return v1::NotifyCustomerChangedResponse();
   }
-  WrittenChanges changes;
-  changes.customers.push_back({ids[0], {token->sequence, token->change_id}});
-  // Read now: a feed reset after this point forgets this change too, and
-  // the customer's facts are then read again.
-  engine_->Publish(changes, engine_->generations());
+  // It raises only a version known here: a notice may be older than what
+  // the facts are now (delivered late, after a restart), so it must not
+  // stand for the customer's current version; an unknown customer is read
+  // from its owner on the next check anyway.
+  engine_->CustomerNoticed(ids[0], {token->sequence, token->change_id});
   return v1::NotifyCustomerChangedResponse();
 }
 

@@ -19,6 +19,8 @@ struct CustomerFacts {
   // The customer's last change these facts include (its sequence in the
   // change feed and random id); zero when it never changed.
   VersionStamp version;
+  // The customer store's incarnation `version` belongs to.
+  std::string incarnation;
 };
 
 // Where customer facts come from: CustomerManagementService in production

@@ -28,6 +28,7 @@ absl::StatusOr<CustomerFacts> GrpcCustomerSource::Get(
   facts.management_type = context.management_type();
   facts.relation = context.relation();
   facts.version = {context.change_sequence(), context.change_id()};
+  facts.incarnation = context.incarnation();
   return facts;
 }
 
@@ -42,6 +43,11 @@ GrpcCustomerSource::List(const std::string& since, int page_size) {
   grpc::Status status = stub_->ListCustomerChanges(&call, request, &response);
   if (status.error_code() == grpc::StatusCode::OUT_OF_RANGE) {
     return absl::OutOfRangeError(status.error_message());
+  }
+  if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+    return absl::InternalError(absl::StrCat(
+        "customer_management_service refused a change-feed position: ",
+        status.error_message()));
   }
   if (!status.ok()) {
     return absl::UnavailableError(absl::StrCat(

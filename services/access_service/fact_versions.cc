@@ -11,7 +11,13 @@ void Raise(absl::flat_hash_map<std::string, VersionStamp>& map,
     if (same_generation) map.emplace(key, version);
     return;
   }
-  if (version.order > it->second.order) it->second = version;
+  if (version.order > it->second.order) {
+    it->second = version;
+  } else if (version.order == it->second.order && version.id != it->second.id) {
+    // Two histories (a store restored while this process ran): neither can
+    // be trusted; the fact is read again on next use.
+    map.erase(it);
+  }
 }
 
 }  // namespace
@@ -34,7 +40,11 @@ void FactVersions::RaisePilots(VersionStamp version,
     if (access_generation == generations_.access) pilots_ = version;
     return;
   }
-  if (version.order > pilots_->order) pilots_ = version;
+  if (version.order > pilots_->order) {
+    pilots_ = version;
+  } else if (version.order == pilots_->order && version.id != pilots_->id) {
+    pilots_.reset();  // two histories: read again
+  }
 }
 
 void FactVersions::RaiseCustomer(const std::string& customer_id,
@@ -45,12 +55,28 @@ void FactVersions::RaiseCustomer(const std::string& customer_id,
         customers_generation == generations_.customers);
 }
 
+void FactVersions::RaiseKnownCustomer(const std::string& customer_id,
+                                      VersionStamp version) {
+  absl::MutexLock lock(&mu_);
+  if (customers_.contains(customer_id)) {
+    Raise(customers_, customer_id, version, /*same_generation=*/false);
+  }
+}
+
 std::optional<VersionStamp> FactVersions::Site(
     const std::string& site_id) const {
   absl::MutexLock lock(&mu_);
   auto it = sites_.find(site_id);
   if (it == sites_.end()) return std::nullopt;
   return it->second;
+}
+
+std::optional<std::pair<VersionStamp, VersionStamp>>
+FactVersions::SiteAndPilots(const std::string& site_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = sites_.find(site_id);
+  if (it == sites_.end() || !pilots_) return std::nullopt;
+  return std::make_pair(it->second, *pilots_);
 }
 
 std::optional<VersionStamp> FactVersions::Pilots() const {
@@ -80,7 +106,14 @@ int64_t FactVersions::applied_sequence() const {
 
 bool FactVersions::SyncTo(int64_t stored) {
   absl::MutexLock lock(&mu_);
-  if (stored <= applied_seq_) return false;
+  if (stored == applied_seq_) return false;
+  if (stored < applied_seq_) {
+    // The store is behind what this process applied: restored under it.
+    ForgetAccessFactsLocked();
+    applied_seq_ = stored;
+    pending_seqs_.clear();
+    return true;
+  }
   // Some write up to `stored` was not applied here: anything known may be
   // older than it. Versions read from now on come from snapshots that
   // include every write up to `stored`.

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/btree_set.h"
@@ -53,7 +54,13 @@ class FactVersions {
   void RaiseCustomer(const std::string& customer_id, VersionStamp version,
                      int64_t customers_generation);
 
+  // Raises the customer's version only when one is known already.
+  void RaiseKnownCustomer(const std::string& customer_id, VersionStamp version);
+
   std::optional<VersionStamp> Site(const std::string& site_id) const;
+  // Both versions a site answer depends on, read together (the warm path).
+  std::optional<std::pair<VersionStamp, VersionStamp>> SiteAndPilots(
+      const std::string& site_id) const;
   std::optional<VersionStamp> Pilots() const;
   std::optional<VersionStamp> Customer(const std::string& customer_id) const;
 
@@ -62,8 +69,9 @@ class FactVersions {
   // Every access write up to this number is reflected here.
   int64_t applied_sequence() const;
   // The store's write sequence is `stored`. When that is past what was
-  // applied (another replica wrote), forgets the access facts and takes
-  // `stored` as applied; returns whether it forgot.
+  // applied (another replica wrote), or behind it (the store went back in
+  // time), forgets the access facts and takes `stored` as applied; returns
+  // whether it forgot.
   bool SyncTo(int64_t stored);
   // Forgets every site and pilots version (a new access incarnation, too).
   void ForgetAccessFacts();

@@ -47,6 +47,14 @@ absl::StatusOr<WatchPosition> WatchPosition::Decode(absl::string_view text) {
   }
   position.access = *access;
   position.customers = parts[2];
+  if (!position.customers.empty()) {
+    absl::StatusOr<ConsistencyToken> customers =
+        ConsistencyToken::Decode(position.customers);
+    if (!customers.ok() ||
+        customers->store != ConsistencyToken::Store::kCustomers) {
+      return absl::InvalidArgumentError("is not a resume token");
+    }
+  }
   return position;
 }
 

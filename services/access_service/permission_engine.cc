@@ -57,7 +57,13 @@ absl::StatusOr<PermissionEngine::Answer> PermissionEngine::Resolve(
   ASSIGN_OR_RETURN(std::optional<std::string> versions,
                    CurrentVersions(resource));
   if (!versions) {
-    // A customer whose version is not known yet: its facts say it.
+    // A customer whose version is not known yet: its facts say it. With a
+    // token, alone: a shared computation may have read before the write.
+    if (freshness.customers_token) {
+      ASSIGN_OR_RETURN(Answer answer, Compute(subject, resource));
+      cache_->Remember(key, answer);
+      return answer;
+    }
     return cache_->ComputeOnce(key, [&] { return Compute(subject, resource); });
   }
   if (Answer answer = cache_->FromMemory(key, *versions)) return answer;
@@ -78,7 +84,8 @@ PermissionEngine::Answer PermissionEngine::ResolveFromMemory(
     const Subject& subject, const Resource& resource,
     const Freshness& freshness) {
   if (freshness.fully_consistent || freshness.customers_token ||
-      freshness.at_least_seq > versions_->applied_sequence()) {
+      (freshness.at_least_seq > 0 &&
+       freshness.at_least_seq > versions_->applied_sequence())) {
     return nullptr;
   }
   if (resource.kind == Resource::Kind::kCustomer && !feed_->Fresh()) {
@@ -93,14 +100,14 @@ std::optional<std::string> PermissionEngine::KnownVersions(
     const Resource& resource) const {
   const std::string& fingerprint = policy_->fingerprint();
   if (resource.kind == Resource::Kind::kSite) {
-    std::optional<VersionStamp> site = versions_->Site(resource.id);
-    std::optional<VersionStamp> pilots = versions_->Pilots();
-    if (!site || !pilots) return std::nullopt;
-    return SiteVersionsTag(fingerprint, *site, *pilots);
+    auto site_and_pilots = versions_->SiteAndPilots(resource.id);
+    if (!site_and_pilots) return std::nullopt;
+    return SiteVersionsTag(fingerprint, site_and_pilots->first,
+                           site_and_pilots->second);
   }
   std::optional<VersionStamp> customer = versions_->Customer(resource.id);
   if (!customer) return std::nullopt;
-  return CustomerVersionsTag(fingerprint, *customer);
+  return CustomerVersionsTag(fingerprint, feed_->incarnation(), *customer);
 }
 
 absl::StatusOr<std::optional<std::string>> PermissionEngine::CurrentVersions(

@@ -75,6 +75,11 @@ class PermissionEngine {
   // Raises the versions it wrote, then marks its sequence applied.
   void Publish(const WrittenChanges& changes,
                FactVersions::Generations generations);
+  // An outbox notice of customer change `version`: raises a customer
+  // version already known, never fills an unknown one.
+  void CustomerNoticed(const std::string& customer_id, VersionStamp version) {
+    versions_->RaiseKnownCustomer(customer_id, version);
+  }
   FactVersions::Generations generations() const {
     return versions_->generations();
   }

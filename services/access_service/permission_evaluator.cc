@@ -82,9 +82,10 @@ std::string SiteVersionsTag(const std::string& policy_fingerprint,
 }
 
 std::string CustomerVersionsTag(const std::string& policy_fingerprint,
+                                const std::string& customers_incarnation,
                                 VersionStamp customer) {
-  return absl::StrCat(policy_fingerprint, "|c", customer.order, ".",
-                      customer.id);
+  return absl::StrCat(policy_fingerprint, "|c", customers_incarnation, ".",
+                      customer.order, ".", customer.id);
 }
 
 v1::ResolvePermissionsResponse EvaluateSite(const Policy& policy,
@@ -172,7 +173,8 @@ v1::ResolvePermissionsResponse EvaluateCustomer(const Policy& policy,
   }
   v1::ResolvePermissionsResponse answer;
   grants.WriteTo(&answer);
-  answer.set_versions(CustomerVersionsTag(policy.fingerprint(), facts.version));
+  answer.set_versions(CustomerVersionsTag(policy.fingerprint(),
+                                          facts.incarnation, facts.version));
   return answer;
 }
 

@@ -39,6 +39,7 @@ struct SiteFacts {
 std::string SiteVersionsTag(const std::string& policy_fingerprint,
                             VersionStamp site, VersionStamp pilots);
 std::string CustomerVersionsTag(const std::string& policy_fingerprint,
+                                const std::string& customers_incarnation,
                                 VersionStamp customer);
 
 // Pure evaluation of policy + facts into grants with reasons (DESIGN

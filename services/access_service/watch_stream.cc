@@ -33,7 +33,9 @@ std::vector<std::shared_ptr<WatchStream>> WatchHub::Streams() {
 
 bool WatchHub::Add(std::shared_ptr<WatchStream> stream) {
   absl::MutexLock lock(&mu_);
-  if (static_cast<int>(streams_.size()) >= max_streams_) return false;
+  if (shut_down_ || static_cast<int>(streams_.size()) >= max_streams_) {
+    return false;
+  }
   WatchStream* raw = stream.get();
   streams_[raw] = std::move(stream);
   return true;
@@ -45,6 +47,10 @@ void WatchHub::Remove(WatchStream* stream) {
 }
 
 void WatchHub::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    shut_down_ = true;
+  }
   if (!stop_.HasBeenNotified()) stop_.Notify();
   if (timer_.joinable()) timer_.join();
   for (auto& stream : Streams()) stream->End();
@@ -57,20 +63,29 @@ WatchStream::WatchStream(WatchHub* hub, WatchPosition from,
 WatchStream* WatchStream::Start(std::shared_ptr<WatchStream> stream) {
   WatchStream* raw = stream.get();
   raw->self_ = stream;
+  {
+    // Claimed before the hub can poke it: the first write goes out alone.
+    absl::MutexLock lock(&raw->mu_);
+    raw->in_flight_.set_resume_token(raw->position_.Encode());
+    raw->writing_ = true;
+    raw->more_ = true;  // read right after it is written
+  }
   if (!raw->hub_->Add(stream)) {
-    raw->RequestFinish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                    "too many WatchPermissionChanges streams "
-                                    "on this replica; retry later"));
+    {
+      absl::MutexLock lock(&raw->mu_);
+      raw->writing_ = false;
+    }
+    raw->RequestFinish(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        "too many WatchPermissionChanges streams on this replica, or it is "
+        "shutting down; retry later"));
     return raw;
   }
   {
     absl::MutexLock lock(&raw->mu_);
     raw->registered_ = true;
-    // The first response: the position this stream continues from.
-    raw->in_flight_.set_resume_token(raw->position_.Encode());
-    raw->writing_ = true;
-    raw->more_ = true;  // read right after it is written
   }
+  // The first response: the position this stream continues from.
   raw->StartWrite(&raw->in_flight_);
   return raw;
 }
@@ -96,12 +111,14 @@ void WatchStream::Poke() {
     absl::MutexLock lock(&mu_);
     if (!batch.ok()) {
       // The peer being down only delays; anything else ends the stream.
-      if (absl::IsUnavailable(batch.status())) {
+      if (absl::IsUnavailable(batch.status()) && !finishing_) {
         writing_ = false;
         return;
       }
-      finishing_ = true;
-      finish_status_ = ToGrpcStatus(batch.status());
+      if (!finishing_) {
+        finishing_ = true;
+        finish_status_ = ToGrpcStatus(batch.status());
+      }
     } else if (!finishing_) {
       position_ = batch->next;
       more_ = batch->more;

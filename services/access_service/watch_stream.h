@@ -30,7 +30,7 @@ class WatchHub {
   ~WatchHub();
 
   PermissionChangeLog* log() { return log_; }
-  // False when `max_streams` are live already.
+  // False when `max_streams` are live already, or after Shutdown.
   bool Add(std::shared_ptr<WatchStream> stream);
   void Remove(WatchStream* stream);
   // Stops the timer and ends every stream (for shutdown). Idempotent.
@@ -44,6 +44,7 @@ class WatchHub {
   absl::Mutex mu_;
   absl::flat_hash_map<WatchStream*, std::shared_ptr<WatchStream>> streams_
       ABSL_GUARDED_BY(mu_);
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   absl::Notification stop_;
   std::thread timer_;
 };

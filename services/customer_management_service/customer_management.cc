@@ -654,10 +654,15 @@ absl::StatusOr<v1::Customer> CustomerManagement::GetCustomer(
     return absl::OkStatus();
   }));
   // The site links are AccessService's: read them there, after the caller
-  // was allowed to see the customer.
+  // was allowed to see the customer. AccessService being down does not make
+  // the customer unreadable; the response says its sites are missing.
   if (sites_ != nullptr) {
-    ASSIGN_OR_RETURN(std::vector<std::string> sites, sites_->SitesOf(ids[0]));
-    for (std::string& site : sites) result.add_sites(std::move(site));
+    absl::StatusOr<std::vector<std::string>> sites = sites_->SitesOf(ids[0]);
+    if (sites.ok()) {
+      for (std::string& site : *sites) result.add_sites(std::move(site));
+    } else {
+      result.set_sites_unavailable(true);
+    }
   }
   return result;
 }
@@ -1224,6 +1229,7 @@ absl::StatusOr<v1::AccessContext> CustomerManagement::GetAccessContext(
                      CustomerStore::CustomerChangeHead(db, ids[0]));
     context.set_change_sequence(head.sequence);
     context.set_change_id(head.change_id);
+    context.set_incarnation(incarnation_);
     ASSIGN_OR_RETURN(auto customer, CustomerStore::FindCustomer(db, ids[0]));
     if (!customer) {
       if (request.include_missing()) {
@@ -1408,6 +1414,23 @@ CustomerManagement::ListCustomerChanges(
     return absl::OkStatus();
   }));
   return response;
+}
+
+absl::StatusOr<int> CustomerManagement::RecordUnnumberedCustomers() {
+  int recorded = 0;
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
+    recorded = 0;
+    ASSIGN_OR_RETURN(std::vector<std::string> ids,
+                     CustomerStore::CustomersWithoutChanges(db));
+    const absl::Time now = clock_->Now();
+    for (const std::string& id : ids) {
+      RETURN_IF_ERROR(
+          CustomerStore::AppendCustomerChange(db, id, false, now).status());
+      ++recorded;
+    }
+    return absl::OkStatus();
+  }));
+  return recorded;
 }
 
 absl::Status CustomerManagement::PruneChanges(absl::Duration retention) {

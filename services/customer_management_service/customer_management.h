@@ -125,6 +125,10 @@ class CustomerManagement {
   // clears them here, in one transaction. Returns how many; 0 without an
   // access outbox (they wait until one is configured).
   absl::StatusOr<int> MigrateSiteLinks();
+  // Gives every customer created before the change feed existed a first
+  // change, so its facts carry a random id like every other's. Returns how
+  // many.
+  absl::StatusOr<int> RecordUnnumberedCustomers();
   // Drops feed entries older than `retention` (the newest always stays).
   absl::Status PruneChanges(absl::Duration retention);
 

@@ -586,6 +586,21 @@ absl::StatusOr<CustomerChangeRow> CustomerStore::AppendCustomerChange(
   return change;
 }
 
+absl::StatusOr<std::vector<std::string>> CustomerStore::CustomersWithoutChanges(
+    Connection& db) {
+  ASSIGN_OR_RETURN(
+      Statement select,
+      db.Prepare("SELECT c.id FROM customers c WHERE NOT EXISTS (SELECT 1 FROM "
+                 "customer_change_heads h WHERE h.customer_id = c.id) ORDER "
+                 "BY c.id"));
+  std::vector<std::string> ids;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) return ids;
+    ids.push_back(select.ColumnText(0));
+  }
+}
+
 absl::StatusOr<CustomerChangeRow> CustomerStore::CustomerChangeHead(
     Connection& db, const std::string& customer_id) {
   ASSIGN_OR_RETURN(Statement select,

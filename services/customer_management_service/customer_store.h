@@ -129,6 +129,9 @@ class CustomerStore {
   static absl::StatusOr<CustomerChangeRow> AppendCustomerChange(
       Connection& db, const std::string& customer_id, bool deleted,
       absl::Time now);
+  // Ids of customers with no change recorded (created before the feed).
+  static absl::StatusOr<std::vector<std::string>> CustomersWithoutChanges(
+      Connection& db);
   // The customer's last change; sequence 0 when none was recorded.
   static absl::StatusOr<CustomerChangeRow> CustomerChangeHead(
       Connection& db, const std::string& customer_id);

@@ -98,6 +98,11 @@ int main(int argc, char** argv) {
   custos::customers::CustomerManagement logic(
       db->get(), custos::RealClock::Get(), &ids, identity->incarnation,
       access_outbox.get(), notifications_outbox.get(), sites.get());
+  if (absl::StatusOr<int> recorded = logic.RecordUnnumberedCustomers();
+      !recorded.ok()) {
+    Die("cannot number customers in the change feed: " +
+        recorded.status().ToString());
+  }
   if (absl::StatusOr<int> moved = logic.MigrateSiteLinks(); !moved.ok()) {
     Die("cannot hand site links to access_service: " +
         moved.status().ToString());

@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -664,6 +665,18 @@ TEST_F(NoStaleTest, SiteCustomerLinkHasOneOwner) {
     absl::SleepFor(absl::Milliseconds(50));
   }
   EXPECT_EQ(linked, std::vector<std::string>{"sites/legacy-sid"});
+  // AccessService down: the customer stays readable, saying its sites are
+  // missing rather than that it has none.
+  StopAccess();
+  cv1::GetCustomerRequest read;
+  read.set_name("customers/linked");
+  cv1::Customer without_sites;
+  ASSERT_TRUE(
+      customers_stub_->GetCustomer(As(admin_).get(), read, &without_sites)
+          .ok());
+  EXPECT_TRUE(without_sites.sites_unavailable());
+  EXPECT_TRUE(without_sites.sites().empty());
+  StartAccess();
   v1::GetSiteRequest get;
   get.set_name("sites/legacy-sid");
   ASSERT_TRUE(stub_->GetSite(As(care_).get(), get, &site).ok());
@@ -794,6 +807,14 @@ TEST_F(NoStaleTest, R7_WatchFromAnExpiredTokenIsOutOfRange) {
       << status.error_message();
   EXPECT_EQ(
       Watch(this, stub_.get(), service_, "not-a-token", 1).status.error_code(),
+      grpc::StatusCode::INVALID_ARGUMENT);
+  // A token whose customer half was tampered with is refused at once.
+  std::string raw;
+  ASSERT_TRUE(absl::WebSafeBase64Unescape(first.resume_token, &raw));
+  raw = raw.substr(0, raw.rfind('|') + 1) + "garbage";
+  EXPECT_EQ(
+      Watch(this, stub_.get(), service_, absl::WebSafeBase64Escape(raw), 1)
+          .status.error_code(),
       grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(
       Watch(this, stub_.get(), Token("mallory"), "", 1).status.error_code(),

@@ -101,6 +101,41 @@ TEST(FactVersionsTest, CustomersAndAccessFactsAreForgottenApart) {
   EXPECT_TRUE(versions.Customer("c"));
 }
 
+TEST(FactVersionsTest, TwoHistoriesOfOneFactAreBothForgotten) {
+  // The same number with another id: the store was restored under us.
+  FactVersions versions;
+  const int64_t g = versions.generations().access;
+  versions.RaiseSite("s", {12, 1}, g);
+  versions.RaiseSite("s", {12, 2}, g);
+  EXPECT_FALSE(versions.Site("s"));
+  versions.RaisePilots({3, 1}, g);
+  versions.RaisePilots({3, 9}, g);
+  EXPECT_FALSE(versions.Pilots());
+}
+
+TEST(FactVersionsTest, AStoreBehindWhatWasAppliedIsForgotten) {
+  FactVersions versions;
+  versions.WriteSequenceAdvanced(1);
+  versions.WriteSequenceAdvanced(2);
+  versions.RaiseSite("s", {2, 2}, versions.generations().access);
+  EXPECT_TRUE(versions.SyncTo(1));  // restored to an older copy
+  EXPECT_FALSE(versions.Site("s"));
+  EXPECT_EQ(versions.applied_sequence(), 1);
+}
+
+TEST(FactVersionsTest, R1_ANoticeRaisesOnlyAKnownCustomer) {
+  // A late outbox notice is old news: it must not stand for the current
+  // version of a customer this process has not read.
+  FactVersions versions;
+  versions.RaiseKnownCustomer("c", {5, 5});
+  EXPECT_FALSE(versions.Customer("c"));
+  versions.RaiseCustomer("c", {6, 6}, versions.generations().customers);
+  versions.RaiseKnownCustomer("c", {5, 5});
+  EXPECT_EQ(*versions.Customer("c"), (VersionStamp{6, 6}));
+  versions.RaiseKnownCustomer("c", {7, 7});
+  EXPECT_EQ(*versions.Customer("c"), (VersionStamp{7, 7}));
+}
+
 TEST(FactVersionsTest, WriteSequenceAppliesOnlyWithoutGaps) {
   FactVersions versions;
   versions.WriteSequenceAdvanced(2);
@@ -221,8 +256,12 @@ TEST(PermissionEvaluatorTest, TagsDifferWhenOnlyTheRandomIdDiffers) {
   // A restore makes counters repeat; the ids keep the tags apart.
   EXPECT_NE(SiteVersionsTag("fp", {6, 1}, {1, 1}),
             SiteVersionsTag("fp", {6, 2}, {1, 1}));
-  EXPECT_NE(CustomerVersionsTag("fp", {3, 1}),
-            CustomerVersionsTag("fp", {3, 2}));
+  EXPECT_NE(CustomerVersionsTag("fp", "c1", {3, 1}),
+            CustomerVersionsTag("fp", "c1", {3, 2}));
+  // A customer store created afresh: its first versions are not the old
+  // store's, even where the numbers are the same.
+  EXPECT_NE(CustomerVersionsTag("fp", "c1", {0, 0}),
+            CustomerVersionsTag("fp", "c2", {0, 0}));
 }
 
 // --- AnswerCache against a real redis-server.

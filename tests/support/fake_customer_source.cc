@@ -77,6 +77,7 @@ absl::StatusOr<access::CustomerFacts> FakeCustomerSource::Get(
   if (!available_) return absl::UnavailableError("fake customers down");
   ++facts_reads_;
   access::CustomerFacts facts;
+  facts.incarnation = incarnation_;
   if (auto head = heads_.find(customer_id); head != heads_.end()) {
     facts.version = head->second;
   }
