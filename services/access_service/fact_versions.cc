@@ -104,16 +104,17 @@ int64_t FactVersions::applied_sequence() const {
   return applied_seq_;
 }
 
-bool FactVersions::SyncTo(int64_t stored) {
+bool FactVersions::SyncTo(int64_t stored, int64_t applied_before) {
   absl::MutexLock lock(&mu_);
-  if (stored == applied_seq_) return false;
-  if (stored < applied_seq_) {
+  if (stored < applied_before) {
     // The store is behind what this process applied: restored under it.
     ForgetAccessFactsLocked();
     applied_seq_ = stored;
     pending_seqs_.clear();
     return true;
   }
+  // A local write may have committed and been applied after the read.
+  if (stored <= applied_seq_) return false;
   // Some write up to `stored` was not applied here: anything known may be
   // older than it. Versions read from now on come from snapshots that
   // include every write up to `stored`.

@@ -68,11 +68,12 @@ class FactVersions {
   void WriteSequenceAdvanced(int64_t seq);
   // Every access write up to this number is reflected here.
   int64_t applied_sequence() const;
-  // The store's write sequence is `stored`. When that is past what was
-  // applied (another replica wrote), or behind it (the store went back in
-  // time), forgets the access facts and takes `stored` as applied; returns
-  // whether it forgot.
-  bool SyncTo(int64_t stored);
+  // The store's write sequence is `stored`, read after applied_sequence()
+  // was `applied_before`. When it is past what was applied (another replica
+  // wrote), or behind `applied_before` (the store went back in time: what
+  // was applied before the read was committed before it), forgets the
+  // access facts and takes `stored` as applied; returns whether it forgot.
+  bool SyncTo(int64_t stored, int64_t applied_before);
   // Forgets every site and pilots version (a new access incarnation, too).
   void ForgetAccessFacts();
   // Forgets every customer version.

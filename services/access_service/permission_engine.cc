@@ -163,8 +163,9 @@ void PermissionEngine::Publish(const WrittenChanges& changes,
 }
 
 absl::Status PermissionEngine::SyncWithStore() {
+  const int64_t applied_before = versions_->applied_sequence();
   ASSIGN_OR_RETURN(int64_t stored, sites_->WriteSequence());
-  versions_->SyncTo(stored);
+  versions_->SyncTo(stored, applied_before);
   return absl::OkStatus();
 }
 

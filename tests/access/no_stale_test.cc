@@ -362,6 +362,10 @@ TEST_P(AccessOutageTest, R1_NoStaleAnswerAfterAccessComesBack) {
                       serving + kBound + absl::Seconds(1));
   EXPECT_LE(last_stale, serving + kBound + kCallMargin)
       << "stale " << (last_stale - serving) << " after SERVING";
+  std::printf("[ figure ] %ds outage: last stale answer %s\n", GetParam(),
+              last_stale == absl::InfinitePast()
+                  ? "none (the first answer after SERVING was right)"
+                  : absl::FormatDuration(last_stale - serving).c_str());
   EXPECT_TRUE(Allowed("bill", "customers/outageco", "portal.manage_customer"));
 }
 

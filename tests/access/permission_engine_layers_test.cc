@@ -96,7 +96,8 @@ TEST(FactVersionsTest, CustomersAndAccessFactsAreForgottenApart) {
   EXPECT_TRUE(versions.Site("s"));
   EXPECT_FALSE(versions.Customer("c"));
   versions.RaiseCustomer("c", {2, 2}, versions.generations().customers);
-  EXPECT_TRUE(versions.SyncTo(10));  // another replica wrote
+  EXPECT_TRUE(versions.SyncTo(
+      10, versions.applied_sequence()));  // another replica wrote
   EXPECT_FALSE(versions.Site("s"));
   EXPECT_TRUE(versions.Customer("c"));
 }
@@ -118,9 +119,21 @@ TEST(FactVersionsTest, AStoreBehindWhatWasAppliedIsForgotten) {
   versions.WriteSequenceAdvanced(1);
   versions.WriteSequenceAdvanced(2);
   versions.RaiseSite("s", {2, 2}, versions.generations().access);
-  EXPECT_TRUE(versions.SyncTo(1));  // restored to an older copy
+  EXPECT_TRUE(versions.SyncTo(1, 2));  // restored to an older copy
   EXPECT_FALSE(versions.Site("s"));
   EXPECT_EQ(versions.applied_sequence(), 1);
+}
+
+TEST(FactVersionsTest, ALocalWriteAppliedDuringASyncIsNotARestore) {
+  // The sync read the store (1) before write 2 committed and was applied.
+  FactVersions versions;
+  versions.WriteSequenceAdvanced(1);
+  versions.RaiseSite("s", {1, 1}, versions.generations().access);
+  const int64_t applied_before = versions.applied_sequence();
+  versions.WriteSequenceAdvanced(2);
+  EXPECT_FALSE(versions.SyncTo(1, applied_before));
+  EXPECT_TRUE(versions.Site("s"));
+  EXPECT_EQ(versions.applied_sequence(), 2);
 }
 
 TEST(FactVersionsTest, R1_ANoticeRaisesOnlyAKnownCustomer) {
@@ -142,10 +155,10 @@ TEST(FactVersionsTest, WriteSequenceAppliesOnlyWithoutGaps) {
   EXPECT_EQ(versions.applied_sequence(), 0);  // write 1 not reflected yet
   versions.WriteSequenceAdvanced(1);
   EXPECT_EQ(versions.applied_sequence(), 2);
-  EXPECT_FALSE(versions.SyncTo(2));  // nothing new: nothing forgotten
+  EXPECT_FALSE(versions.SyncTo(2, 2));  // nothing new: nothing forgotten
   versions.RaiseSite("s", {1, 1}, versions.generations().access);
   versions.WriteSequenceAdvanced(4);
-  EXPECT_TRUE(versions.SyncTo(3));
+  EXPECT_TRUE(versions.SyncTo(3, 2));
   EXPECT_EQ(versions.applied_sequence(), 4);  // 4 was waiting for 3
   EXPECT_FALSE(versions.Site("s"));
 }
