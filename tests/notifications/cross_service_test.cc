@@ -86,8 +86,11 @@ class CrossServiceTest : public ::testing::Test {
          absl::StrCat("--access_address=127.0.0.1:", access_port_),
          absl::StrCat("--notifications_address=127.0.0.1:",
                       notifications_port_)});
-    ASSERT_TRUE(
-        customers_->Start(absl::StrCat("127.0.0.1:", customers_port_)).ok());
+    {
+      absl::Status started =
+          customers_->Start(absl::StrCat("127.0.0.1:", customers_port_));
+      ASSERT_TRUE(started.ok()) << started;
+    }
     std::vector<std::string> access_common = common;
     access_common.insert(access_common.end(), access_extra_.begin(),
                          access_extra_.end());
@@ -102,7 +105,11 @@ class CrossServiceTest : public ::testing::Test {
                       notifications_port_),
          absl::StrCat("--policy_file=", std::getenv("CUSTOS_SOURCE_DIR"),
                       "/deploy/base/policy/default_policy.textproto")});
-    ASSERT_TRUE(access_->Start(absl::StrCat("127.0.0.1:", access_port_)).ok());
+    {
+      absl::Status started =
+          access_->Start(absl::StrCat("127.0.0.1:", access_port_));
+      ASSERT_TRUE(started.ok()) << started;
+    }
     StartNotifications();
     customers_stub_ = cv1::CustomerManagementService::NewStub(
         LoopbackChannel(customers_port_));
@@ -127,9 +134,11 @@ class CrossServiceTest : public ::testing::Test {
          absl::StrCat("--metrics_listen=127.0.0.1:", metrics_ports_[2]),
          absl::StrCat("--database=", TestDatabase(dir_, "notifications")),
          absl::StrCat("--customers_address=127.0.0.1:", customers_port_)});
-    ASSERT_TRUE(
-        notifications_->Start(absl::StrCat("127.0.0.1:", notifications_port_))
-            .ok());
+    {
+      absl::Status started = notifications_->Start(
+          absl::StrCat("127.0.0.1:", notifications_port_));
+      ASSERT_TRUE(started.ok()) << started;
+    }
   }
 
   std::unique_ptr<grpc::ClientContext> As(const std::string& token) {

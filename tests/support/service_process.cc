@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -31,29 +33,64 @@ std::string MakeTempDir() {
   return dir != nullptr ? dir : "/tmp";
 }
 
+namespace {
+
+bool Bindable(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const bool free =
+      bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return free;
+}
+
+}  // namespace
+
 int FreePort() {
   // Below the kernel's ephemeral range (32768-60999 by default): a port the
   // kernel hands out for bind(0) is also what outgoing connections (gRPC
   // clients redialling peers) take as their local port, so one could be
-  // taken between this call and the server's bind.
+  // taken between this call and the server's bind. Test binaries run in
+  // parallel (ctest -j2), so the ports handed out in the last two minutes
+  // are kept in a registry under a file lock: two binaries never get the
+  // same port while one of them is still starting its server.
+  constexpr char kRegistry[] = "/tmp/custos-test-ports";
+  constexpr int64_t kHeldSeconds = 120;
+  const int lock = open("/tmp/custos-test-ports.lock", O_CREAT | O_RDWR, 0600);
+  if (lock >= 0) flock(lock, LOCK_EX);
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  std::map<int, int64_t> held;
+  {
+    std::ifstream in(kRegistry);
+    int port = 0;
+    int64_t when = 0;
+    while (in >> port >> when) {
+      if (now - when < kHeldSeconds) held[port] = when;
+    }
+  }
   static std::atomic<uint64_t> state{
       static_cast<uint64_t>(getpid()) * 2654435761u ^
       static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()))};
-  for (int attempt = 0; attempt < 1000; ++attempt) {
+  int chosen = 0;
+  for (int attempt = 0; attempt < 2000 && chosen == 0; ++attempt) {
     const uint64_t next =
         state.fetch_add(0x9E3779B97F4A7C15ull) * 0xBF58476D1CE4E5B9ull;
     const int port = 20000 + static_cast<int>((next >> 33) % 12000);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    const bool free =
-        bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-    close(fd);
-    if (free) return port;
+    if (held.count(port) == 0 && Bindable(port)) chosen = port;
   }
-  return 0;
+  if (chosen != 0) {
+    held[chosen] = now;
+    std::ofstream out(kRegistry, std::ios::trunc);
+    for (const auto& [port, when] : held) out << port << " " << when << "\n";
+  }
+  if (lock >= 0) {
+    flock(lock, LOCK_UN);
+    close(lock);
+  }
+  return chosen;
 }
 
 void WriteFile(const std::string& path, const std::string& contents) {
