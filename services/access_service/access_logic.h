@@ -51,9 +51,10 @@ class AccessLogic {
   // know before the first check.
   absl::Status Start();
 
-  // WatchPermissionChanges: who may watch, and from where (the head for an
-  // empty token). OUT_OF_RANGE for a token that cannot be continued.
-  absl::StatusOr<WatchPosition> PrepareWatch(
+  // WatchPermissionChanges: who may watch, and from where (nullopt: from
+  // the head). Reads nothing: the stream checks the position when it starts
+  // (WatchStream), off gRPC's threads.
+  absl::StatusOr<std::optional<WatchPosition>> PrepareWatch(
       const CallContext& call,
       const v1::WatchPermissionChangesRequest& request);
 

@@ -25,7 +25,7 @@ AccessService::WatchPermissionChanges(
     const v1::WatchPermissionChangesRequest* request) {
   const absl::Time start = absl::Now();
   CallContext call;
-  absl::StatusOr<WatchPosition> from;
+  absl::StatusOr<std::optional<WatchPosition>> from;
   absl::Status status = runner_.AuthenticateStream(context, &call);
   if (status.ok()) {
     from = logic_->PrepareWatch(call, *request);
@@ -40,7 +40,7 @@ AccessService::WatchPermissionChanges(
         RpcRunner::LogStream("WatchPermissionChanges", start, call,
                              FromGrpcStatus(done));
       });
-  return WatchStream::Start(std::move(stream));
+  return WatchStream::Start(std::move(stream));  // reads on the hub's thread
 }
 
 grpc::ServerUnaryReactor* AccessService::CreateSite(

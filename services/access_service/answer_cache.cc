@@ -130,10 +130,6 @@ absl::StatusOr<AnswerCache::Answer> AnswerCache::ComputeOnce(
     flight->done.WaitForNotification();
     return flight->answer;
   }
-  {
-    absl::MutexLock lock(&mu_);
-    ++stats_.computed;
-  }
   flight->answer = compute();
   if (flight->answer.ok()) Remember(key, *flight->answer);
   {
@@ -142,6 +138,11 @@ absl::StatusOr<AnswerCache::Answer> AnswerCache::ComputeOnce(
   }
   flight->done.Notify();
   return flight->answer;
+}
+
+void AnswerCache::CountComputed() {
+  absl::MutexLock lock(&mu_);
+  ++stats_.computed;
 }
 
 AnswerCache::Stats AnswerCache::stats() const {

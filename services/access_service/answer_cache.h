@@ -66,6 +66,9 @@ class AnswerCache {
             std::string* serialized) const;
   std::string RedisKey(const std::string& key) const;
 
+  // An answer was computed from the stores (by whoever asked the cache).
+  void CountComputed();
+
   struct Stats {
     int64_t memory_hits = 0;
     int64_t redis_hits = 0;

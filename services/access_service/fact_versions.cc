@@ -3,20 +3,35 @@
 namespace custos::access {
 namespace {
 
-// The generation rule (see the class comment) for one slot of `map`.
+// The raise rule (see the class comment) for one slot; empty means unknown.
+void Raise(std::optional<VersionStamp>& slot, VersionStamp version,
+           bool same_generation) {
+  if (!slot) {
+    if (same_generation) slot = version;
+    return;
+  }
+  if (version.order > slot->order) {
+    slot = version;
+  } else if (version.order == slot->order && version.id != slot->id) {
+    // Two histories (a store restored while this process ran): neither can
+    // be trusted; the fact is read again on next use.
+    slot.reset();
+  }
+}
+
+// The same rule for the slot of `key` in `map`.
 void Raise(absl::flat_hash_map<std::string, VersionStamp>& map,
            const std::string& key, VersionStamp version, bool same_generation) {
   auto it = map.find(key);
-  if (it == map.end()) {
-    if (same_generation) map.emplace(key, version);
-    return;
-  }
-  if (version.order > it->second.order) {
-    it->second = version;
-  } else if (version.order == it->second.order && version.id != it->second.id) {
-    // Two histories (a store restored while this process ran): neither can
-    // be trusted; the fact is read again on next use.
-    map.erase(it);
+  std::optional<VersionStamp> slot;
+  if (it != map.end()) slot = it->second;
+  Raise(slot, version, same_generation);
+  if (!slot) {
+    if (it != map.end()) map.erase(it);
+  } else if (it != map.end()) {
+    it->second = *slot;
+  } else {
+    map.emplace(key, *slot);
   }
 }
 
@@ -36,15 +51,7 @@ void FactVersions::RaiseSite(const std::string& site_id, VersionStamp version,
 void FactVersions::RaisePilots(VersionStamp version,
                                int64_t access_generation) {
   absl::MutexLock lock(&mu_);
-  if (!pilots_) {
-    if (access_generation == generations_.access) pilots_ = version;
-    return;
-  }
-  if (version.order > pilots_->order) {
-    pilots_ = version;
-  } else if (version.order == pilots_->order && version.id != pilots_->id) {
-    pilots_.reset();  // two histories: read again
-  }
+  Raise(pilots_, version, access_generation == generations_.access);
 }
 
 void FactVersions::RaiseCustomer(const std::string& customer_id,

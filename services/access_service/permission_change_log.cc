@@ -145,7 +145,6 @@ absl::StatusOr<PermissionChangeLog::Batch> PermissionChangeLog::Next(
   batch.next = from;
   std::vector<PermissionChangeRow> rows;
   RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
-    RETURN_IF_ERROR(CheckAccess(db, from.access));
     ASSIGN_OR_RETURN(rows, AccessStore::ListPermissionChanges(
                                db, from.access.sequence, limit));
     return absl::OkStatus();

@@ -54,8 +54,10 @@ class PermissionChangeLog {
     WatchPosition next;
     bool more = false;  // more changes follow `next` now
   };
-  // The changes after `from`: at most `limit` access writes and `limit`
-  // customer changes. Errors: Check's, and the peer's (UNAVAILABLE).
+  // The changes after `from` (a position Check accepted, or one Next
+  // returned): at most `limit` access writes and `limit` customer changes.
+  // Errors: OUT_OF_RANGE when the customer feed cannot continue, the peer's
+  // (UNAVAILABLE).
   absl::StatusOr<Batch> Next(const WatchPosition& from, int limit);
 
   // Drops entries older than `retention` (the newest always stays).

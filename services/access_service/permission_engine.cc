@@ -133,6 +133,7 @@ absl::StatusOr<std::optional<std::string>> PermissionEngine::CurrentVersions(
 
 absl::StatusOr<PermissionEngine::Answer> PermissionEngine::Compute(
     const Subject& subject, const Resource& resource) {
+  cache_->CountComputed();
   const FactVersions::Generations loaded_in = versions_->generations();
   if (resource.kind == Resource::Kind::kSite) {
     ASSIGN_OR_RETURN(SiteFacts facts,
@@ -156,9 +157,6 @@ void PermissionEngine::Publish(const WrittenChanges& changes,
   }
   if (changes.pilots)
     versions_->RaisePilots(*changes.pilots, generations.access);
-  for (const auto& [customer, version] : changes.customers) {
-    versions_->RaiseCustomer(customer, version, generations.customers);
-  }
   if (changes.seq > 0) versions_->WriteSequenceAdvanced(changes.seq);
 }
 

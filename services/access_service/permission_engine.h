@@ -33,8 +33,7 @@ struct Freshness {
 struct WrittenChanges {
   std::vector<std::pair<std::string, VersionStamp>> sites;
   std::optional<VersionStamp> pilots;
-  std::vector<std::pair<std::string, VersionStamp>> customers;
-  // The access write sequence number it took; 0 for none (customer notices).
+  // The access write sequence number it took.
   int64_t seq = 0;
 };
 

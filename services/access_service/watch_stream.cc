@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "common/grpc_status.h"
+#include "common/status_macros.h"
 
 namespace custos::access {
 namespace {
@@ -15,8 +16,14 @@ constexpr int kBatch = 200;
 WatchHub::WatchHub(PermissionChangeLog* log, absl::Duration poll_interval,
                    int max_streams)
     : log_(log), max_streams_(max_streams) {
-  timer_ = std::thread([this, poll_interval] {
-    while (!stop_.WaitForNotificationWithTimeout(poll_interval)) {
+  thread_ = std::thread([this, poll_interval] {
+    while (true) {
+      {
+        absl::MutexLock lock(&wake_mu_);
+        wake_mu_.AwaitWithTimeout(absl::Condition(&wake_), poll_interval);
+        if (stopping_) return;
+        wake_ = false;
+      }
       for (auto& stream : Streams()) stream->Poke();
     }
   });
@@ -46,35 +53,32 @@ void WatchHub::Remove(WatchStream* stream) {
   streams_.erase(stream);
 }
 
+void WatchHub::Wake() {
+  absl::MutexLock lock(&wake_mu_);
+  wake_ = true;
+}
+
 void WatchHub::Shutdown() {
   {
     absl::MutexLock lock(&mu_);
     shut_down_ = true;
   }
-  if (!stop_.HasBeenNotified()) stop_.Notify();
-  if (timer_.joinable()) timer_.join();
+  {
+    absl::MutexLock lock(&wake_mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
   for (auto& stream : Streams()) stream->End();
 }
 
-WatchStream::WatchStream(WatchHub* hub, WatchPosition from,
+WatchStream::WatchStream(WatchHub* hub, std::optional<WatchPosition> from,
                          std::function<void(const grpc::Status&)> on_done)
     : hub_(hub), on_done_(std::move(on_done)), position_(std::move(from)) {}
 
 WatchStream* WatchStream::Start(std::shared_ptr<WatchStream> stream) {
   WatchStream* raw = stream.get();
   raw->self_ = stream;
-  {
-    // Claimed before the hub can poke it: the first write goes out alone.
-    absl::MutexLock lock(&raw->mu_);
-    raw->in_flight_.set_resume_token(raw->position_.Encode());
-    raw->writing_ = true;
-    raw->more_ = true;  // read right after it is written
-  }
   if (!raw->hub_->Add(stream)) {
-    {
-      absl::MutexLock lock(&raw->mu_);
-      raw->writing_ = false;
-    }
     raw->RequestFinish(grpc::Status(
         grpc::StatusCode::RESOURCE_EXHAUSTED,
         "too many WatchPermissionChanges streams on this replica, or it is "
@@ -85,50 +89,67 @@ WatchStream* WatchStream::Start(std::shared_ptr<WatchStream> stream) {
     absl::MutexLock lock(&raw->mu_);
     raw->registered_ = true;
   }
-  // The first response: the position this stream continues from.
-  raw->StartWrite(&raw->in_flight_);
+  raw->hub_->Wake();
   return raw;
 }
 
+absl::StatusOr<std::optional<v1::WatchPermissionChangesResponse>>
+WatchStream::Read(bool started, const std::optional<WatchPosition>& from) {
+  PermissionChangeLog* log = hub_->log();
+  if (!started) {
+    // Where this stream starts, checked once; the first response says it.
+    WatchPosition position;
+    if (from) {
+      RETURN_IF_ERROR(log->Check(*from));
+      position = *from;
+    } else {
+      ASSIGN_OR_RETURN(position, log->Head());
+    }
+    v1::WatchPermissionChangesResponse first;
+    first.set_resume_token(position.Encode());
+    {
+      absl::MutexLock lock(&mu_);
+      position_ = std::move(position);
+      started_ = true;
+      more_ = true;  // read right after the first write
+    }
+    return first;
+  }
+  ASSIGN_OR_RETURN(PermissionChangeLog::Batch batch, log->Next(*from, kBatch));
+  absl::MutexLock lock(&mu_);
+  position_ = batch.next;
+  more_ = batch.more;
+  if (batch.response.changes_size() == 0) return std::nullopt;
+  return std::move(batch.response);
+}
+
 void WatchStream::Poke() {
-  WatchPosition from;
+  bool started = false;
+  std::optional<WatchPosition> from;
   {
     absl::MutexLock lock(&mu_);
-    if (finishing_) return;
-    if (writing_) {
-      more_ = true;  // read again once the current write is done
-      return;
-    }
+    if (finishing_ || busy_) return;
+    busy_ = true;  // held while reading and while the write is in flight
+    started = started_;
     from = position_;
-    writing_ = true;  // held while reading, so one read at a time
   }
-  absl::StatusOr<PermissionChangeLog::Batch> batch =
-      hub_->log()->Next(from, kBatch);
+  absl::StatusOr<std::optional<v1::WatchPermissionChangesResponse>> read =
+      Read(started, from);
   bool write = false;
   bool finish = false;
   grpc::Status status;
   {
     absl::MutexLock lock(&mu_);
-    if (!batch.ok()) {
-      // The peer being down only delays; anything else ends the stream.
-      if (absl::IsUnavailable(batch.status()) && !finishing_) {
-        writing_ = false;
-        return;
-      }
-      if (!finishing_) {
-        finishing_ = true;
-        finish_status_ = ToGrpcStatus(batch.status());
-      }
-    } else if (!finishing_) {
-      position_ = batch->next;
-      more_ = batch->more;
-      if (batch->response.changes_size() > 0) {
-        in_flight_ = std::move(batch->response);
-        write = true;
-      }
+    if (!read.ok() && !finishing_ && !absl::IsUnavailable(read.status())) {
+      finishing_ = true;
+      finish_status_ = ToGrpcStatus(read.status());
     }
-    if (!write) {
-      writing_ = false;
+    // A peer being down only delays: the next poke reads again.
+    if (read.ok() && read->has_value() && !finishing_) {
+      in_flight_ = **std::move(read);
+      write = true;
+    } else {
+      busy_ = false;
       finish = finishing_ && !finish_sent_;
       if (finish) finish_sent_ = true;
       status = finish_status_;
@@ -147,7 +168,7 @@ void WatchStream::OnWriteDone(bool ok) {
   grpc::Status status;
   {
     absl::MutexLock lock(&mu_);
-    writing_ = false;
+    busy_ = false;
     if (!ok && !finishing_) {
       finishing_ = true;
       finish_status_ = grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -165,7 +186,7 @@ void WatchStream::OnWriteDone(bool ok) {
   if (finish) {
     Finish(status);
   } else if (again) {
-    Poke();
+    hub_->Wake();  // read on the hub's thread, not on this one
   }
 }
 
@@ -175,7 +196,7 @@ void WatchStream::RequestFinish(const grpc::Status& status) {
     if (finishing_) return;
     finishing_ = true;
     finish_status_ = status;
-    if (writing_) return;  // OnWriteDone (or the read) finishes
+    if (busy_) return;  // the read or OnWriteDone finishes
     finish_sent_ = true;
   }
   Finish(status);

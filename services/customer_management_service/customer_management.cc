@@ -1378,6 +1378,16 @@ CustomerManagement::ListCustomerChanges(
           "is ahead of this store's history (was it restored from a "
           "backup?)");
     }
+    if (since->sequence == head.sequence) {
+      // Caught up (every idle poll): the head says all there is to say.
+      if (since->change_id != head.change_id) {
+        return out_of_range(
+            "names a change this store does not have (was it restored from "
+            "a backup?)");
+      }
+      response.set_next_position(request.since());
+      return absl::OkStatus();
+    }
     if (since->sequence > 0) {
       ASSIGN_OR_RETURN(auto at, CustomerStore::FindChange(db, since->sequence));
       if (!at) return out_of_range("is older than the retained history");

@@ -658,6 +658,19 @@ TEST_F(NoStaleTest, SiteCustomerLinkHasOneOwner) {
   // A link stored the old way moves to AccessService at the next start.
   customers_->Signal(SIGTERM);
   ASSERT_EQ(customers_->WaitForExit(absl::Seconds(20)), 0);
+  // Meanwhile nobody can say whether a customer exists: a link is refused
+  // UNAVAILABLE and nothing is written, never linked unchecked.
+  v1::CreateSiteRequest unchecked;
+  unchecked.set_site_id("while-down");
+  unchecked.mutable_site()->set_display_name("W");
+  unchecked.mutable_site()->set_customer("customers/linked");
+  status = stub_->CreateSite(As(care_).get(), unchecked, &site);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << status.error_message();
+  v1::GetSiteRequest absent;
+  absent.set_name("sites/while-down");
+  EXPECT_EQ(stub_->GetSite(As(care_).get(), absent, &site).error_code(),
+            grpc::StatusCode::NOT_FOUND);
   std::string error;
   ASSERT_TRUE(WriteLegacySiteLink(TestDatabase(dir_, "customers"), "linked",
                                   "sites/legacy-sid", &error))
