@@ -23,6 +23,9 @@ CREATE TABLE audit_events (
 CREATE INDEX audit_events_by_resource ON audit_events(resource, id);
 )sql";
 
+const char kAuditEventsTimeIndexSchema[] =
+    "CREATE INDEX audit_events_by_time ON audit_events(time_micros);";
+
 absl::Status AppendAuditEvent(Connection& db, const AuditRecord& record) {
   ASSIGN_OR_RETURN(
       Statement insert,
@@ -87,6 +90,28 @@ absl::StatusOr<custos::common::v1::ListAuditEventsResponse> ListAuditEvents(
     return absl::OkStatus();
   }));
   return response;
+}
+
+absl::StatusOr<int64_t> PruneAuditEvents(Database& database,
+                                         absl::Time older_than,
+                                         int batch_size) {
+  if (batch_size <= 0) {
+    return absl::InvalidArgumentError("batch_size must be > 0");
+  }
+  int64_t deleted = 0;
+  RETURN_IF_ERROR(database.Write([&](Connection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(
+        Statement remove,
+        db.Prepare("DELETE FROM audit_events WHERE id IN (SELECT id FROM "
+                   "audit_events WHERE time_micros < ? ORDER BY time_micros "
+                   "LIMIT ?)"));
+    RETURN_IF_ERROR(remove.Bind(1, absl::ToUnixMicros(older_than))
+                        .Bind(2, batch_size)
+                        .Run());
+    deleted = db.Changes();
+    return absl::OkStatus();
+  }));
+  return deleted;
 }
 
 }  // namespace custos

@@ -22,11 +22,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/resource_id.h"
 #include "common/status_macros.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -133,8 +135,14 @@ void AppendJsonString(absl::string_view s, std::string* out) {
   out->push_back('"');
 }
 
-std::string SigningInput(absl::string_view alg, const JwtClaims& claims) {
-  std::string header = absl::StrCat(R"({"alg":")", alg, R"(","typ":"JWT"})");
+std::string SigningInput(absl::string_view alg, const JwtClaims& claims,
+                         absl::string_view kid = "") {
+  std::string header = absl::StrCat(R"({"alg":")", alg, R"(","typ":"JWT")");
+  if (!kid.empty()) {
+    header.append(R"(,"kid":)");
+    AppendJsonString(kid, &header);
+  }
+  header.push_back('}');
 
   std::string payload = R"({"sub":)";
   AppendJsonString(claims.subject, &payload);
@@ -280,6 +288,21 @@ bool AudienceMatches(const Value& aud, absl::string_view audience) {
   return false;
 }
 
+// The claim at a dotted path ("roles", Keycloak's "realm_access.roles");
+// null when any step is missing or not an object.
+const Value* FindClaim(const Struct& claims, absl::string_view path) {
+  const Struct* object = &claims;
+  std::vector<absl::string_view> steps = absl::StrSplit(path, '.');
+  for (size_t i = 0; i < steps.size(); ++i) {
+    auto it = object->fields().find(std::string(steps[i]));
+    if (it == object->fields().end()) return nullptr;
+    if (i + 1 == steps.size()) return &it->second;
+    if (it->second.kind_case() != Value::kStructValue) return nullptr;
+    object = &it->second.struct_value();
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 bool Principal::HasRole(absl::string_view role) const {
@@ -295,9 +318,11 @@ JwtVerifier::JwtVerifier(JwtVerifierOptions options, const Clock* clock,
 
 absl::StatusOr<JwtVerifier> JwtVerifier::Create(JwtVerifierOptions options,
                                                 const Clock* clock) {
-  if (options.hs256_secret.empty() && options.rs256_public_key_pem.empty()) {
+  if (options.hs256_secret.empty() && options.rs256_public_key_pem.empty() &&
+      options.key_source == nullptr) {
     return absl::InvalidArgumentError(
-        "no JWT verification key: give an HS256 secret or an RS256 public key");
+        "no JWT verification key: give a key set (JWKS file, URL or OIDC "
+        "issuer), an RS256 public key or, for development, an HS256 secret");
   }
   // An empty expectation would accept tokens minted for any issuer/audience.
   if (options.issuer.empty()) {
@@ -305,6 +330,18 @@ absl::StatusOr<JwtVerifier> JwtVerifier::Create(JwtVerifierOptions options,
   }
   if (options.audience.empty()) {
     return absl::InvalidArgumentError("JWT audience must not be empty");
+  }
+  // Shorter HS256 secrets can be guessed offline from any one token.
+  if (!options.hs256_secret.empty() &&
+      options.hs256_secret.size() < kMinHs256SecretBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "HS256 secret must be at least ", kMinHs256SecretBytes, " bytes"));
+  }
+  if (options.roles_claim.empty() ||
+      absl::StrContains(absl::StrCat(".", options.roles_claim, "."), "..")) {
+    return absl::InvalidArgumentError(
+        "JWT roles claim must be a dotted claim path such as "
+        "\"realm_access.roles\"");
   }
   if (options.max_clock_skew < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
@@ -338,7 +375,7 @@ absl::StatusOr<Principal> JwtVerifier::Verify(absl::string_view token) const {
     auto it = cache_->entries.find(token);
     if (it != cache_->entries.end()) cached = it->second;
   }
-  if (cached.has_value()) {
+  if (cached.has_value() && cached->key_generation == KeyGeneration()) {
     RETURN_IF_ERROR(CheckValidityWindow(*cached));
     return std::move(cached->principal);
   }
@@ -374,14 +411,16 @@ absl::StatusOr<JwtVerifier::Verified> JwtVerifier::VerifyUncached(
     return Unauthenticated("unsupported critical header");
   }
   const std::string& alg = alg_it->second.string_value();
-  const bool is_hs256 = alg == "HS256";
-  if (!is_hs256 && alg != "RS256") {
+  if (alg != "HS256" && alg != "RS256" && alg != "ES256") {
     return Unauthenticated("unsupported algorithm");
   }
-  // The algorithm is chosen by configuration, never by the token: an RS256
-  // deployment must not accept an HS256 token keyed with its public key.
-  if (is_hs256 ? options_.hs256_secret.empty() : rs256_key_ == nullptr) {
-    return Unauthenticated("algorithm not enabled");
+  std::string kid;
+  if (auto kid_it = header.fields().find("kid");
+      kid_it != header.fields().end()) {
+    if (kid_it->second.kind_case() != Value::kStringValue) {
+      return Unauthenticated("malformed token header");
+    }
+    kid = kid_it->second.string_value();
   }
 
   std::string signature;
@@ -390,10 +429,8 @@ absl::StatusOr<JwtVerifier::Verified> JwtVerifier::VerifyUncached(
   }
   const absl::string_view signing_input =
       token.substr(0, parts[0].size() + 1 + parts[1].size());
-  const bool signature_ok =
-      is_hs256 ? VerifyHs256(options_.hs256_secret, signing_input, signature)
-               : VerifyRs256(rs256_key_.get(), signing_input, signature);
-  if (!signature_ok) return Unauthenticated("bad signature");
+  const int64_t key_generation = KeyGeneration();
+  RETURN_IF_ERROR(CheckSignature(alg, kid, signing_input, signature));
 
   std::string payload_json;
   Struct claims;
@@ -403,8 +440,14 @@ absl::StatusOr<JwtVerifier::Verified> JwtVerifier::VerifyUncached(
   }
 
   Verified verified;
+  verified.key_generation = key_generation;
   ASSIGN_OR_RETURN(verified.principal.subject, StringClaim(claims, "sub"));
   if (verified.principal.subject.empty()) return Unauthenticated("missing sub");
+  // The subject becomes `users/{sub}` in names, audit events and notices; a
+  // `/` or `..` in it would name someone else (DESIGN §3).
+  if (!IsValidUserId(verified.principal.subject)) {
+    return Unauthenticated("token sub is not a valid user id");
+  }
   ASSIGN_OR_RETURN(verified.expires_at,
                    TimeClaim(claims, "exp", /*absent=*/std::nullopt));
   ASSIGN_OR_RETURN(verified.not_before,
@@ -424,12 +467,12 @@ absl::StatusOr<JwtVerifier::Verified> JwtVerifier::VerifyUncached(
     return Unauthenticated("wrong audience");
   }
 
-  auto roles_it = claims.fields().find("roles");
-  if (roles_it != claims.fields().end()) {
-    if (roles_it->second.kind_case() != Value::kListValue) {
+  if (const Value* roles = FindClaim(claims, options_.roles_claim);
+      roles != nullptr) {
+    if (roles->kind_case() != Value::kListValue) {
       return Unauthenticated("bad roles");
     }
-    for (const Value& role : roles_it->second.list_value().values()) {
+    for (const Value& role : roles->list_value().values()) {
       if (role.kind_case() != Value::kStringValue) {
         return Unauthenticated("bad roles");
       }
@@ -437,6 +480,67 @@ absl::StatusOr<JwtVerifier::Verified> JwtVerifier::VerifyUncached(
     }
   }
   return verified;
+}
+
+int64_t JwtVerifier::KeyGeneration() const {
+  return options_.key_source ? options_.key_source->refresh_count() : 0;
+}
+
+absl::Status JwtVerifier::CheckSignature(const std::string& alg,
+                                         const std::string& kid,
+                                         absl::string_view signing_input,
+                                         absl::string_view signature) const {
+  // The algorithm is chosen by configuration, never by the token: an RS256
+  // deployment must not accept an HS256 token keyed with its public key, and
+  // each key checks only the algorithm it is published for.
+  if (alg == "HS256") {
+    if (options_.hs256_secret.empty()) {
+      return Unauthenticated("algorithm not enabled");
+    }
+    if (!VerifyHs256(options_.hs256_secret, signing_input, signature)) {
+      return Unauthenticated("bad signature");
+    }
+    return absl::OkStatus();
+  }
+  if (alg == "RS256" && rs256_key_ != nullptr &&
+      VerifyRs256(rs256_key_.get(), signing_input, signature)) {
+    return absl::OkStatus();
+  }
+  if (options_.key_source == nullptr) {
+    return Unauthenticated(rs256_key_ != nullptr && alg == "RS256"
+                               ? "bad signature"
+                               : "algorithm not enabled");
+  }
+  // Keys of this algorithm that the `kid` names (all of them without one).
+  auto candidates = [&](const KeySet& keys) {
+    std::vector<const VerificationKey*> found;
+    for (const VerificationKey& key : keys) {
+      if (key.alg == alg && (kid.empty() || key.kid == kid)) {
+        found.push_back(&key);
+      }
+    }
+    return found;
+  };
+  std::shared_ptr<const KeySet> keys = options_.key_source->Keys();
+  std::vector<const VerificationKey*> found = candidates(*keys);
+  // A `kid` we do not know yet: the provider may have just rotated. Waiting
+  // is worth it only for a reload that starts now; the gap between reloads
+  // keeps made-up kids from holding threads or hammering the provider.
+  if (found.empty() && !kid.empty() && options_.key_source->RefreshSoon() &&
+      options_.key_source->AwaitRefresh(options_.unknown_kid_wait)) {
+    keys = options_.key_source->Keys();
+    found = candidates(*keys);
+  }
+  if (found.empty()) {
+    return Unauthenticated(kid.empty() ? "no key for the token's algorithm"
+                                       : "unknown key id");
+  }
+  for (const VerificationKey* key : found) {
+    if (VerifyJwsSignature(*key, signing_input, signature)) {
+      return absl::OkStatus();
+    }
+  }
+  return Unauthenticated("bad signature");
 }
 
 std::string SignJwtHs256(const JwtClaims& claims, absl::string_view secret) {
@@ -489,6 +593,16 @@ absl::StatusOr<std::string> SignJwtRs256(const JwtClaims& claims,
     return absl::InternalError("RS256 signing failed");
   }
   signature.resize(sig_len);
+  absl::StrAppend(&token, ".", Base64UrlEncode(signature));
+  return token;
+}
+
+absl::StatusOr<std::string> SignJwt(const JwtClaims& claims,
+                                    absl::string_view alg,
+                                    absl::string_view kid,
+                                    absl::string_view private_key_pem) {
+  std::string token = SigningInput(alg, claims, kid);
+  ASSIGN_OR_RETURN(std::string signature, SignJws(alg, private_key_pem, token));
   absl::StrAppend(&token, ".", Base64UrlEncode(signature));
   return token;
 }

@@ -10,6 +10,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/jwks.h"
 
 // OpenSSL's EVP_PKEY, declared here so the header does not pull in OpenSSL.
 struct evp_pkey_st;
@@ -30,23 +31,37 @@ struct Principal {
   bool HasRole(absl::string_view role) const;
 };
 
+// HS256 secrets shorter than this are refused (RFC 7518 §3.2: at least the
+// hash size).
+inline constexpr size_t kMinHs256SecretBytes = 32;
+
 struct JwtVerifierOptions {
   // Raw bytes of the HS256 secret; empty disables HS256.
   std::string hs256_secret;
-  // PEM of the RS256 public key; empty disables RS256.
+  // PEM of an RS256 public key (no `kid`); empty: none.
   std::string rs256_public_key_pem;
+  // The identity provider's keys (RS256, ES256), chosen by the token's `kid`;
+  // null: none. A `kid` it does not hold asks it for an early refresh.
+  std::shared_ptr<KeySource> key_source;
+  // How long a call whose `kid` is unknown waits for the key set reload it
+  // triggered.
+  absl::Duration unknown_kid_wait = absl::Seconds(2);
   // Required `iss` and `aud` (aud may be a string or an array containing it).
   std::string issuer = "custos-dev";
   std::string audience = "custos";
+  // Dotted path of the claim holding staff roles (a JSON array of strings):
+  // "roles", or Keycloak's "realm_access.roles".
+  std::string roles_claim = "roles";
   // Tolerance applied to `exp` and `nbf`. Default: 60 s.
   absl::Duration max_clock_skew = absl::Seconds(60);
 };
 
-// Verifies compact-serialized JWTs (JWS) signed with HS256 or RS256.
+// Verifies compact-serialized JWTs (JWS) signed with HS256, RS256 or ES256.
 // Thread-safe after construction.
 class JwtVerifier {
  public:
-  // Fails with INVALID_ARGUMENT when neither key is given or the PEM is bad.
+  // Fails with INVALID_ARGUMENT when no key is given, the PEM is bad or the
+  // HS256 secret is too short.
   static absl::StatusOr<JwtVerifier> Create(JwtVerifierOptions options,
                                             const Clock* clock);
 
@@ -66,6 +81,9 @@ class JwtVerifier {
     Principal principal;
     absl::Time not_before;  // InfinitePast when the token has no `nbf`.
     absl::Time expires_at;
+    // The key source's refresh count when verified: a changed key set
+    // (a key withdrawn) verifies the token again.
+    int64_t key_generation = 0;
   };
   // Defined in auth.cc: a mutex and the map it guards. Held by pointer so the
   // verifier stays copyable and movable (StatusOr returns it by value); copies
@@ -77,6 +95,10 @@ class JwtVerifier {
 
   absl::StatusOr<Verified> VerifyUncached(absl::string_view token) const;
   absl::Status CheckValidityWindow(const Verified& verified) const;
+  absl::Status CheckSignature(const std::string& alg, const std::string& kid,
+                              absl::string_view signing_input,
+                              absl::string_view signature) const;
+  int64_t KeyGeneration() const;
 
   JwtVerifierOptions options_;
   const Clock* clock_;
@@ -102,6 +124,13 @@ std::string SignJwtHs256(const JwtClaims& claims, absl::string_view secret);
 // the key cannot be read.
 absl::StatusOr<std::string> SignJwtRs256(const JwtClaims& claims,
                                          absl::string_view private_key_pem);
+
+// Signs `claims` as an RS256 or ES256 JWT with a PEM private key, naming
+// `kid` in the header (omitted when empty).
+absl::StatusOr<std::string> SignJwt(const JwtClaims& claims,
+                                    absl::string_view alg,
+                                    absl::string_view kid,
+                                    absl::string_view private_key_pem);
 
 }  // namespace custos
 

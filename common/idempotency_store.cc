@@ -21,6 +21,9 @@ CREATE TABLE idempotency_keys (
 );
 )sql";
 
+const char kIdempotencyKeysTimeIndexSchema[] =
+    "CREATE INDEX idempotency_keys_by_time ON idempotency_keys(create_micros);";
+
 std::string RequestFingerprint(const google::protobuf::Message& request) {
   std::string bytes;
   {
@@ -67,6 +70,29 @@ absl::Status RecordResponse(Connection& db, const IdempotencyKey& key,
       .BindBlob(5, response.SerializeAsString())
       .Bind(6, absl::ToUnixMicros(now))
       .Run();
+}
+
+absl::StatusOr<int64_t> PruneIdempotencyRecords(Database& database,
+                                                absl::Time older_than,
+                                                int batch_size) {
+  if (batch_size <= 0) {
+    return absl::InvalidArgumentError("batch_size must be > 0");
+  }
+  int64_t deleted = 0;
+  RETURN_IF_ERROR(database.Write([&](Connection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(
+        Statement remove,
+        db.Prepare("DELETE FROM idempotency_keys WHERE (principal, method, "
+                   "request_id) IN (SELECT principal, method, request_id FROM "
+                   "idempotency_keys WHERE create_micros < ? ORDER BY "
+                   "create_micros LIMIT ?)"));
+    RETURN_IF_ERROR(remove.Bind(1, absl::ToUnixMicros(older_than))
+                        .Bind(2, batch_size)
+                        .Run());
+    deleted = db.Changes();
+    return absl::OkStatus();
+  }));
+  return deleted;
 }
 
 }  // namespace custos

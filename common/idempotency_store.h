@@ -1,6 +1,7 @@
 #ifndef CUSTOS_COMMON_IDEMPOTENCY_STORE_H_
 #define CUSTOS_COMMON_IDEMPOTENCY_STORE_H_
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -14,6 +15,9 @@ namespace custos {
 // `request_id` replay (AIP-155): the first response to a create is stored in
 // the create's own transaction; a repeat returns it unchanged.
 extern const char kIdempotencyKeysSchema[];
+// The index PruneIdempotencyRecords reads by; add it to the service's
+// migrations after kIdempotencyKeysSchema.
+extern const char kIdempotencyKeysTimeIndexSchema[];
 
 // Identifies one request_id use: keys are scoped to the caller and method.
 struct IdempotencyKey {
@@ -35,6 +39,18 @@ absl::Status RecordResponse(Connection& db, const IdempotencyKey& key,
                             const std::string& fingerprint,
                             const google::protobuf::Message& response,
                             absl::Time now);
+
+// Retention: deletes up to `batch_size` records stored before `older_than`,
+// oldest first, in one write transaction of its own; returns how many.
+// Call until it returns less than `batch_size` to catch up. A request_id
+// repeated after its record is gone runs again, so `older_than` must lie
+// beyond any client's retry window. INVALID_ARGUMENT when batch_size <= 0;
+// otherwise the transaction's error.
+// REQUIRES: the service's migrations include kIdempotencyKeysTimeIndexSchema
+// (else each call scans the table).
+absl::StatusOr<int64_t> PruneIdempotencyRecords(Database& database,
+                                                absl::Time older_than,
+                                                int batch_size);
 
 }  // namespace custos
 

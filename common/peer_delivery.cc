@@ -37,7 +37,9 @@ OutboxWorker::Deliver PeerDelivery(std::shared_ptr<grpc::Channel> channel,
   };
 }
 
-std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> PeerChannel(
+    const std::string& address,
+    std::shared_ptr<grpc::ChannelCredentials> credentials) {
   grpc::ChannelArguments args;
   // A peer that restarts is dialled again within a second, not after
   // gRPC's default backoff of up to two minutes: calls made meanwhile fail
@@ -45,8 +47,7 @@ std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address) {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                   args);
+  return grpc::CreateCustomChannel(address, std::move(credentials), args);
 }
 
 }  // namespace custos

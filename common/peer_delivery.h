@@ -8,6 +8,7 @@
 #include "common/outbox.h"
 #include "common/service_token.h"
 #include "grpcpp/channel.h"
+#include "grpcpp/security/credentials.h"
 
 namespace custos {
 
@@ -19,10 +20,11 @@ namespace custos {
 OutboxWorker::Deliver PeerDelivery(std::shared_ptr<grpc::Channel> channel,
                                    ServiceToken* token, absl::Duration timeout);
 
-// A plaintext channel to `address` (host:port). Peer channels are
-// plaintext within the cluster network for now (DESIGN §3 leaves mTLS to
-// the deployment).
-std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address);
+// A channel to `address` (host:port) with `credentials` (plaintext, TLS or
+// mTLS: PeerCredentialsFromFlags), redialled quickly after a peer restart.
+std::shared_ptr<grpc::Channel> PeerChannel(
+    const std::string& address,
+    std::shared_ptr<grpc::ChannelCredentials> credentials);
 
 }  // namespace custos
 

@@ -1,32 +1,11 @@
 #include "common/resource_name.h"
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/grpc_status.h"
+#include "common/status_macros.h"
 
 namespace custos {
-namespace {
-
-bool IsIdChar(char c) {
-  return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-' ||
-         c == '_' || c == '.';
-}
-
-bool IsIdEdge(char c) {
-  return absl::ascii_islower(c) || absl::ascii_isdigit(c);
-}
-
-}  // namespace
-
-bool IsValidResourceId(absl::string_view id) {
-  if (id.empty() || id.size() > 63) return false;
-  if (!IsIdEdge(id.front()) || !IsIdEdge(id.back())) return false;
-  for (char c : id) {
-    if (!IsIdChar(c)) return false;
-  }
-  return true;
-}
 
 absl::StatusOr<std::vector<std::string>> ParseResourceName(
     absl::string_view name, absl::string_view pattern,
@@ -61,6 +40,17 @@ absl::Status ValidateResourceId(absl::string_view id, absl::string_view field,
                         "'.', starting and ending with a letter or digit");
   }
   return absl::OkStatus();
+}
+
+std::string UserName(absl::string_view user_id) {
+  return absl::StrCat("users/", user_id);
+}
+
+absl::StatusOr<std::string> ParseUserName(absl::string_view name,
+                                          absl::string_view field) {
+  ASSIGN_OR_RETURN(std::vector<std::string> ids,
+                   ParseResourceName(name, "users/*", field));
+  return std::move(ids[0]);
 }
 
 }  // namespace custos

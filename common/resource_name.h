@@ -6,12 +6,20 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/resource_id.h"
 
 namespace custos {
 
-// Resource ids (AIP-122): 1 to 63 characters, lowercase letters, digits and
-// '-', '_', '.', starting and ending with a letter or digit.
-bool IsValidResourceId(absl::string_view id);
+// `users/{id}`, the one way a user's name is built.
+// REQUIRES: IsValidUserId(user_id) (it came from a verified token or a
+// validated field).
+std::string UserName(absl::string_view user_id);
+
+// The id of a `users/{id}` name; INVALID_ARGUMENT naming `field` for
+// anything else. The one way a user's name is read: never take the last
+// segment of an untrusted name.
+absl::StatusOr<std::string> ParseUserName(absl::string_view name,
+                                          absl::string_view field);
 
 // Matches `name` against `pattern` such as "customers/*/users/*" and returns
 // the ids in the '*' positions. Otherwise INVALID_ARGUMENT naming `field`.

@@ -2,9 +2,8 @@
 
 #include <signal.h>
 
-#include <fstream>
 #include <memory>
-#include <sstream>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -12,6 +11,7 @@
 #include "common/json_log.h"
 #include "common/metrics.h"
 #include "common/metrics_server.h"
+#include "common/tls.h"
 #include "grpc/health/v1/health.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
@@ -19,49 +19,6 @@
 
 namespace custos {
 namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path,
-                                     absl::string_view flag) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, ": cannot read ", path));
-  std::stringstream contents;
-  contents << in.rdbuf();
-  return contents.str();
-}
-
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(
-    const ServerOptions& options) {
-  if (options.tls_cert_file.empty() && options.tls_key_file.empty()) {
-    if (!options.tls_client_ca_file.empty()) {
-      return absl::InvalidArgumentError(
-          "tls_client_ca_file needs tls_cert_file and tls_key_file");
-    }
-    return grpc::InsecureServerCredentials();
-  }
-  if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
-    return absl::InvalidArgumentError(
-        "tls_cert_file and tls_key_file must be set together");
-  }
-  grpc::SslServerCredentialsOptions ssl;
-  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-  auto cert = ReadFile(options.tls_cert_file, "tls_cert_file");
-  if (!cert.ok()) return cert.status();
-  auto key = ReadFile(options.tls_key_file, "tls_key_file");
-  if (!key.ok()) return key.status();
-  pair.cert_chain = *cert;
-  pair.private_key = *key;
-  ssl.pem_key_cert_pairs.push_back(pair);
-  if (!options.tls_client_ca_file.empty()) {
-    auto ca = ReadFile(options.tls_client_ca_file, "tls_client_ca_file");
-    if (!ca.ok()) return ca.status();
-    ssl.pem_root_certs = *ca;
-    ssl.client_certificate_request =
-        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
-  }
-  return grpc::SslServerCredentials(ssl);
-}
 
 sigset_t TerminationSignals() {
   sigset_t signals;
@@ -90,7 +47,9 @@ absl::Status ServeUntilTerminated(const ServerOptions& options,
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
-  auto credentials = Credentials(options);
+  auto credentials = ServerCredentials(
+      {options.tls_cert_file, options.tls_key_file, options.tls_client_ca_file},
+      options.tls_reload_interval);
   if (!credentials.ok()) return credentials.status();
   std::unique_ptr<MetricsServer> metrics;
   if (!options.metrics_listen.empty()) {
@@ -119,12 +78,38 @@ absl::Status ServeUntilTerminated(const ServerOptions& options,
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.listen));
   }
-  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  for (const std::string& name : options.health_service_names) {
-    health->SetServingStatus(name, true);
+  // Probes that cannot speak TLS (Kubernetes' gRPC probe) ask a plaintext
+  // listener that serves grpc.health.v1 and nothing else.
+  std::unique_ptr<grpc::Server> health_server;
+  if (!options.health_listen.empty()) {
+    grpc::ServerBuilder health_builder;
+    int health_port = 0;
+    health_builder.AddListeningPort(
+        options.health_listen, grpc::InsecureServerCredentials(), &health_port);
+    health_server = health_builder.BuildAndStart();
+    if (health_server == nullptr || health_port == 0) {
+      server->Shutdown();
+      return absl::UnavailableError(
+          absl::StrCat("cannot listen on ", options.health_listen));
+    }
+    Log("info", "serving health",
+        {{"listen", options.health_listen},
+         {"port", absl::StrCat(health_port)}});
+  }
+  std::vector<grpc::HealthCheckServiceInterface*> healths = {
+      server->GetHealthCheckService()};
+  if (health_server) healths.push_back(health_server->GetHealthCheckService());
+  for (grpc::HealthCheckServiceInterface* health : healths) {
+    for (const std::string& name : options.health_service_names) {
+      health->SetServingStatus(name, true);
+    }
   }
   Log("info", "serving",
-      {{"listen", options.listen}, {"port", absl::StrCat(port)}});
+      {{"listen", options.listen},
+       {"port", absl::StrCat(port)},
+       {"tls", options.tls_cert_file.empty()
+                   ? "off"
+                   : (options.tls_client_ca_file.empty() ? "on" : "mtls")}});
 
   sigset_t signals = TerminationSignals();
   int signal_number = 0;
@@ -135,11 +120,15 @@ absl::Status ServeUntilTerminated(const ServerOptions& options,
        {"grace_seconds",
         absl::StrCat(absl::ToInt64Seconds(options.shutdown_grace))}});
   // Readiness probes and load balancers see NOT_SERVING first.
-  health->Shutdown();
+  for (grpc::HealthCheckServiceInterface* health : healths) health->Shutdown();
   if (options.on_shutdown) options.on_shutdown();
   server->Shutdown(std::chrono::system_clock::now() +
                    absl::ToChronoMilliseconds(options.shutdown_grace));
   server->Wait();
+  if (health_server) {
+    health_server->Shutdown();
+    health_server->Wait();
+  }
   Log("info", "stopped");
   return absl::OkStatus();
 }

@@ -19,6 +19,11 @@ struct ServerOptions {
   std::string tls_cert_file;
   std::string tls_key_file;
   std::string tls_client_ca_file;
+  // How often the TLS files are checked for a rotation.
+  absl::Duration tls_reload_interval = absl::Seconds(10);
+  // host:port of a plaintext listener serving only grpc.health.v1, for
+  // probes that cannot speak TLS; empty: none.
+  std::string health_listen;
   // How long SIGTERM waits for in-flight calls before cancelling them.
   absl::Duration shutdown_grace = absl::Seconds(10);
   // Fully-qualified gRPC service names, reported by grpc.health.v1.

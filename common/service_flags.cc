@@ -1,5 +1,7 @@
 #include "common/service_flags.h"
 
+#include <curl/curl.h>
+
 #include <cstdlib>
 #include <utility>
 
@@ -7,17 +9,48 @@
 #include "common/clock.h"
 #include "common/flags.h"
 #include "common/json_log.h"
+#include "common/tls.h"
 
 ABSL_FLAG(std::string, jwt_hs256_secret_file, "",
           "file holding the HS256 token secret");
 ABSL_FLAG(std::string, jwt_rs256_public_key_file, "",
           "PEM file of the RS256 token public key");
-ABSL_FLAG(std::string, jwt_issuer, "custos-dev", "required token `iss`");
+ABSL_FLAG(std::string, jwt_jwks_file, "",
+          "JWKS file of the identity provider's keys; re-read when it changes");
+ABSL_FLAG(std::string, jwt_jwks_url, "",
+          "https:// URL of the identity provider's JWKS");
+ABSL_FLAG(std::string, jwt_oidc_issuer, "",
+          "https:// OpenID Connect issuer: keys from its discovery document's "
+          "jwks_uri; also the default --jwt_issuer");
+ABSL_FLAG(std::string, jwt_jwks_ca_file, "",
+          "CA bundle for fetching the JWKS; empty = the system's");
+ABSL_FLAG(absl::Duration, jwt_jwks_refresh_interval, absl::Minutes(5),
+          "how often the key set is reloaded");
+ABSL_FLAG(absl::Duration, jwt_jwks_min_refresh_gap, absl::Seconds(10),
+          "least time between two reloads caused by an unknown `kid`");
+ABSL_FLAG(std::string, jwt_roles_claim, "roles",
+          "dotted path of the claim holding staff roles, e.g. "
+          "realm_access.roles (Keycloak)");
+ABSL_FLAG(std::string, jwt_issuer, "custos-dev",
+          "required token `iss` (default: --jwt_oidc_issuer when set)");
 ABSL_FLAG(std::string, jwt_audience, "custos", "required token `aud`");
 ABSL_FLAG(std::string, tls_cert_file, "", "server certificate chain (PEM)");
 ABSL_FLAG(std::string, tls_key_file, "", "server private key (PEM)");
 ABSL_FLAG(std::string, tls_client_ca_file, "",
           "CA for client certificates; set to require mTLS");
+ABSL_FLAG(std::string, health_listen, "",
+          "host:port of a plaintext listener serving only grpc.health.v1 "
+          "(for probes when TLS is on); empty = none");
+ABSL_FLAG(std::string, peer_tls_ca_file, "",
+          "CA bundle (PEM) that peers' certificates must chain to; set = "
+          "calls to peers use TLS");
+ABSL_FLAG(std::string, peer_tls_cert_file, "",
+          "client certificate chain (PEM) presented to peers (mTLS)");
+ABSL_FLAG(std::string, peer_tls_key_file, "",
+          "client private key (PEM) presented to peers (mTLS)");
+ABSL_FLAG(absl::Duration, tls_reload_interval, absl::Seconds(10),
+          "how often TLS certificate, key and CA files are checked for "
+          "rotation");
 ABSL_FLAG(std::string, metrics_listen, "",
           "host:port serving Prometheus metrics at /metrics; empty = none");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
@@ -48,13 +81,38 @@ JwtVerifier VerifierFromFlags() {
       !path.empty()) {
     jwt.rs256_public_key_pem = ReadFileOrDie(path, "jwt_rs256_public_key_file");
   }
+  KeySourceOptions keys;
+  keys.jwks_file = absl::GetFlag(FLAGS_jwt_jwks_file);
+  keys.jwks_url = absl::GetFlag(FLAGS_jwt_jwks_url);
+  keys.oidc_issuer = absl::GetFlag(FLAGS_jwt_oidc_issuer);
+  keys.ca_file = absl::GetFlag(FLAGS_jwt_jwks_ca_file);
+  keys.refresh_interval = absl::GetFlag(FLAGS_jwt_jwks_refresh_interval);
+  keys.min_refresh_gap = absl::GetFlag(FLAGS_jwt_jwks_min_refresh_gap);
+  if (!keys.jwks_file.empty() || !keys.jwks_url.empty() ||
+      !keys.oidc_issuer.empty()) {
+    // libcurl's global state, set up before any thread uses it; the
+    // notification service's webhooks share it.
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    absl::StatusOr<std::unique_ptr<KeySource>> source = KeySource::Start(keys);
+    if (!source.ok()) {
+      Die("cannot load the identity provider's keys: " +
+          std::string(source.status().message()));
+    }
+    jwt.key_source = *std::move(source);
+  }
   jwt.issuer = absl::GetFlag(FLAGS_jwt_issuer);
+  if (!keys.oidc_issuer.empty() &&
+      !absl::GetFlag(FLAGS_jwt_issuer).compare("custos-dev")) {
+    jwt.issuer = keys.oidc_issuer;
+  }
+  jwt.roles_claim = absl::GetFlag(FLAGS_jwt_roles_claim);
   jwt.audience = absl::GetFlag(FLAGS_jwt_audience);
   absl::StatusOr<JwtVerifier> verifier =
       JwtVerifier::Create(jwt, RealClock::Get());
   if (!verifier.ok()) {
-    Die("refusing to start without a token verification key "
-        "(--jwt_hs256_secret_file or --jwt_rs256_public_key_file): " +
+    Die("refusing to start without a usable token verification key "
+        "(--jwt_jwks_file, --jwt_jwks_url, --jwt_oidc_issuer, "
+        "--jwt_rs256_public_key_file or --jwt_hs256_secret_file): " +
         std::string(verifier.status().message()));
   }
   return *std::move(verifier);
@@ -70,8 +128,20 @@ ServerOptions ServerOptionsFromFlags(std::string listen,
   options.shutdown_grace =
       absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  options.health_listen = absl::GetFlag(FLAGS_health_listen);
+  options.tls_reload_interval = absl::GetFlag(FLAGS_tls_reload_interval);
   options.health_service_names = std::move(health_names);
   return options;
+}
+
+std::shared_ptr<grpc::ChannelCredentials> PeerCredentialsFromFlags() {
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      PeerCredentials({absl::GetFlag(FLAGS_peer_tls_ca_file),
+                       absl::GetFlag(FLAGS_peer_tls_cert_file),
+                       absl::GetFlag(FLAGS_peer_tls_key_file)},
+                      absl::GetFlag(FLAGS_tls_reload_interval));
+  if (!credentials.ok()) Die(std::string(credentials.status().message()));
+  return *std::move(credentials);
 }
 
 int WorkerThreadsFlag() { return absl::GetFlag(FLAGS_worker_threads); }

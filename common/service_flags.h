@@ -1,12 +1,14 @@
 #ifndef CUSTOS_COMMON_SERVICE_FLAGS_H_
 #define CUSTOS_COMMON_SERVICE_FLAGS_H_
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/auth.h"
 #include "common/database.h"
 #include "common/server.h"
+#include "grpcpp/security/credentials.h"
 
 namespace custos {
 
@@ -27,6 +29,10 @@ JwtVerifier VerifierFromFlags();
 // TLS, drain deadline and metrics from the flags, serving on `listen`.
 ServerOptions ServerOptionsFromFlags(std::string listen,
                                      std::vector<std::string> health_names);
+
+// Credentials for calls to peers (--peer_tls_*): TLS, mTLS or plaintext;
+// exits when the files are unusable.
+std::shared_ptr<grpc::ChannelCredentials> PeerCredentialsFromFlags();
 
 int WorkerThreadsFlag();
 // --database_connections; exits when it is below 1.

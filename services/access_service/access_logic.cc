@@ -69,10 +69,6 @@ Subject SubjectOf(std::string user_id, const std::vector<std::string>& roles) {
   return subject;
 }
 
-std::string UserName(absl::string_view user_id) {
-  return absl::StrCat("users/", user_id);
-}
-
 std::string SiteName(absl::string_view site_id) {
   return absl::StrCat("sites/", site_id);
 }
@@ -911,7 +907,8 @@ absl::StatusOr<v1::AccessRequest> AccessLogic::Decide(
             AccessStore::UpdateRequest(db, ids[0], ids[1], decided));
         RETURN_IF_ERROR(notices_.RequestDecided(db, decided, now));
         if (decision == v1::AccessRequest::STATE_APPROVED) {
-          const std::string requester(LastSegment(decided.requester()));
+          ASSIGN_OR_RETURN(const std::string requester,
+                           ParseUserName(decided.requester(), "requester"));
           ASSIGN_OR_RETURN(auto member,
                            AccessStore::FindMember(db, ids[0], requester));
           RETURN_IF_ERROR(AccessStore::UpsertMember(

@@ -1,6 +1,7 @@
 #include "services/access_service/access_notices.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/resource_name.h"
 #include "custos/notifications/v1/notifications_service.pb.h"
 
 namespace custos::access {
@@ -35,8 +36,8 @@ absl::Status AccessNotices::RequestCreated(
   std::string why;
   if (request.approver() == v1::AccessRequest::APPROVER_SITE_ADMINISTRATORS) {
     for (const std::string& admin : administrators) {
-      if (absl::StrCat("users/", admin) != request.requester()) {
-        recipients.push_back(absl::StrCat("users/", admin));
+      if (UserName(admin) != request.requester()) {
+        recipients.push_back(UserName(admin));
       }
     }
     why = "You administer the site.";

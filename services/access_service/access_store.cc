@@ -10,6 +10,7 @@
 #include "common/consistency_token.h"
 #include "common/idempotency_store.h"
 #include "common/outbox.h"
+#include "common/resource_name.h"
 #include "common/status_macros.h"
 #include "common/store_identity.h"
 #include "google/protobuf/util/time_util.h"
@@ -105,6 +106,18 @@ CREATE INDEX permission_changes_by_time ON permission_changes(change_micros);
 )sql"},
       // ListSites by customer (Customer.sites is read from here).
       {10, "CREATE INDEX sites_by_customer ON sites(customer_id, id);"},
+      // Retention (PruneAuditEvents, PruneIdempotencyRecords,
+      // PruneDecidedRequests) reads by time.
+      {11, kAuditEventsTimeIndexSchema},
+      {12, kIdempotencyKeysTimeIndexSchema},
+      {13,
+       "CREATE INDEX access_requests_by_decision ON "
+       "access_requests(decide_micros);"},
+      // FindPendingRequest: a requester's pending request on a site, without
+      // reading the site's or the requester's whole history.
+      {14,
+       "CREATE INDEX access_requests_pending_by_requester ON "
+       "access_requests(site_id, requester) WHERE state = 1;"},
   };
   return *migrations;
 }
@@ -151,7 +164,7 @@ v1::AccessRequest ReadRequest(const Statement& row) {
   v1::AccessRequest request;
   request.set_name(absl::StrCat("sites/", row.ColumnText(0), "/accessRequests/",
                                 row.ColumnText(1)));
-  request.set_requester(absl::StrCat("users/", row.ColumnText(2)));
+  request.set_requester(UserName(row.ColumnText(2)));
   request.set_requested_role(static_cast<v1::SiteRole>(row.ColumnInt64(3)));
   request.set_current_role(static_cast<v1::SiteRole>(row.ColumnInt64(4)));
   request.set_justification(row.ColumnText(5));
@@ -190,9 +203,10 @@ absl::StatusOr<std::vector<T>> AllRows(Statement& statement, Read read) {
   }
 }
 
+// REQUIRES: `user_name` was built by UserName (logic validated it).
 std::string UserIdOf(absl::string_view user_name) {
-  absl::ConsumePrefix(&user_name, "users/");
-  return std::string(user_name);
+  absl::StatusOr<std::string> id = ParseUserName(user_name, "requester");
+  return id.ok() ? *std::move(id) : std::string();
 }
 
 std::string CustomerIdOf(absl::string_view customer_name) {
@@ -489,6 +503,30 @@ absl::StatusOr<std::vector<std::string>> AccessStore::ExpireDue(
     return absl::StrCat("sites/", row.ColumnText(0), "/accessRequests/",
                         row.ColumnText(1));
   });
+}
+
+absl::StatusOr<int64_t> AccessStore::PruneDecidedRequests(Database& database,
+                                                          absl::Time older_than,
+                                                          int batch_size) {
+  if (batch_size <= 0) {
+    return absl::InvalidArgumentError("batch_size must be > 0");
+  }
+  int64_t deleted = 0;
+  RETURN_IF_ERROR(database.Write([&](Connection& db) -> absl::Status {
+    // State 1 is STATE_PENDING; every other state is final and has its
+    // decide time (pending rows have none, so the range never meets them).
+    ASSIGN_OR_RETURN(
+        Statement remove,
+        db.Prepare("DELETE FROM access_requests WHERE (site_id, id) IN "
+                   "(SELECT site_id, id FROM access_requests WHERE state <> 1 "
+                   "AND decide_micros < ? ORDER BY decide_micros LIMIT ?)"));
+    RETURN_IF_ERROR(remove.Bind(1, absl::ToUnixMicros(older_than))
+                        .Bind(2, batch_size)
+                        .Run());
+    deleted = db.Changes();
+    return absl::OkStatus();
+  }));
+  return deleted;
 }
 
 absl::Status AccessStore::InsertPilot(Connection& db,

@@ -118,6 +118,16 @@ class AccessStore {
   // their names.
   static absl::StatusOr<std::vector<std::string>> ExpireDue(Connection& db,
                                                             absl::Time now);
+  // Retention: deletes up to `batch_size` decided requests (approved,
+  // rejected, cancelled, expired) decided before `older_than`, oldest
+  // decision first; returns how many. Unlike the other functions here it
+  // runs its own short write transaction. Pending requests stay, also past
+  // their expire time until ExpireDue has recorded them. Call until it
+  // returns less than `batch_size` to catch up. INVALID_ARGUMENT when
+  // batch_size <= 0; otherwise the transaction's error.
+  static absl::StatusOr<int64_t> PruneDecidedRequests(Database& database,
+                                                      absl::Time older_than,
+                                                      int batch_size);
 
   // Pilots.
   static absl::Status InsertPilot(Connection& db, const std::string& pilot_id,

@@ -16,6 +16,7 @@
 #include "common/peer_delivery.h"
 #include "common/periodic.h"
 #include "common/redis_client.h"
+#include "common/retention.h"
 #include "common/server.h"
 #include "common/service_flags.h"
 #include "common/service_token.h"
@@ -49,6 +50,9 @@ ABSL_FLAG(int, redis_timeout_ms, 50,
 ABSL_FLAG(std::string, customers_address, "127.0.0.1:50052",
           "customer_management_service, for customers/{c} checks");
 ABSL_FLAG(int, peer_timeout_ms, 500, "deadline of calls to peer services");
+ABSL_FLAG(absl::Duration, decided_request_retention, absl::Hours(24 * 90),
+          "how long decided access requests are kept after the decision "
+          "(their audit events stay for --audit_retention); inf = forever");
 ABSL_FLAG(std::string, notifications_address, "",
           "notification_service host:port, told of access requests and "
           "decisions (R8) through the outbox; empty = none");
@@ -112,9 +116,11 @@ int main(int argc, char** argv) {
   }
 
   custos::ServiceToken token(custos::ServiceTokenFileFlag());
+  const auto peer_credentials = custos::PeerCredentialsFromFlags();
   custos::access::GrpcCustomerSource customers(
       custos::customers::v1::CustomerManagementService::NewStub(
-          custos::PeerChannel(absl::GetFlag(FLAGS_customers_address))),
+          custos::PeerChannel(absl::GetFlag(FLAGS_customers_address),
+                              peer_credentials)),
       &token, absl::Milliseconds(absl::GetFlag(FLAGS_peer_timeout_ms)));
 
   // The permission engine, composed here (permission_engine.h).
@@ -149,7 +155,7 @@ int main(int argc, char** argv) {
         db->get(), custos::RealClock::Get(), "notifications",
         custos::OutboxOptions(),
         custos::PeerDelivery(
-            custos::PeerChannel(address), &token,
+            custos::PeerChannel(address, peer_credentials), &token,
             absl::Milliseconds(absl::GetFlag(FLAGS_peer_timeout_ms))));
     notifications_outbox->Start();
   }
@@ -262,6 +268,17 @@ int main(int argc, char** argv) {
                       {{"error", pruned.ToString()}});
         }
       });
+  std::vector<custos::RetentionRule> retention =
+      custos::SharedRetentionRules(db->get());
+  retention.push_back(
+      {"decided_access_requests",
+       absl::GetFlag(FLAGS_decided_request_retention),
+       [database = db->get()](absl::Time older_than, int batch) {
+         return custos::access::AccessStore::PruneDecidedRequests(
+             *database, older_than, batch);
+       }});
+  auto retention_pruner = std::make_unique<custos::RetentionPruner>(
+      std::move(retention), custos::RealClock::Get());
   custos::access::WatchHub watch_hub(&change_log,
                                      absl::GetFlag(FLAGS_watch_poll_interval),
                                      absl::GetFlag(FLAGS_max_watch_streams));
@@ -280,6 +297,7 @@ int main(int argc, char** argv) {
   version_sync.reset();
   feed_poll.reset();
   watch_prune.reset();
+  retention_pruner.reset();
   if (notifications_outbox) notifications_outbox->Stop();
   if (!status.ok()) Die(status.ToString());
   custos::FlushLogs();

@@ -5,6 +5,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "common/resource_name.h"
 
 namespace custos::access {
 namespace {
@@ -108,8 +109,7 @@ v1::ResolvePermissionsResponse EvaluateSite(const Policy& policy,
     }
     // R9: a pilot-gated permission stays only through a pilot that covers
     // it and is generally available or enrols this user or this site.
-    const std::string user_participant =
-        absl::StrCat("users/", subject.user_id);
+    const std::string user_participant = UserName(subject.user_id);
     const std::string site_participant = absl::StrCat("sites/", site_id);
     std::vector<std::string> gated;
     for (const auto& [permission, unused] : grants.grants()) {

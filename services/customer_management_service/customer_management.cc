@@ -1299,7 +1299,7 @@ CustomerManagement::ListBroadcastRecipients(
     response.set_next_page_token(EncodePageToken(query, {users.back()}));
   }
   for (const std::string& user : users) {
-    response.add_users(absl::StrCat("users/", user));
+    response.add_users(UserName(user));
   }
   return response;
 }

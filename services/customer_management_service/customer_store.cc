@@ -100,6 +100,8 @@ CREATE TABLE customer_change_heads (
   change_id INTEGER NOT NULL
 );
 )sql"},
+      {9, kAuditEventsTimeIndexSchema},
+      {10, kIdempotencyKeysTimeIndexSchema},
   };
   return *migrations;
 }

@@ -17,6 +17,7 @@
 #include "common/outbox.h"
 #include "common/peer_delivery.h"
 #include "common/periodic.h"
+#include "common/retention.h"
 #include "common/server.h"
 #include "common/service_flags.h"
 #include "common/service_token.h"
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {
   // Outboxes to the peers (DESIGN §1), one worker per peer so that one
   // peer's outage never delays another's messages.
   custos::ServiceToken token(custos::ServiceTokenFileFlag());
+  const auto peer_credentials = custos::PeerCredentialsFromFlags();
   const absl::Duration timeout =
       absl::Milliseconds(absl::GetFlag(FLAGS_peer_timeout_ms));
   auto outbox_to = [&](const std::string& destination,
@@ -72,7 +74,8 @@ int main(int argc, char** argv) {
     worker = std::make_unique<custos::OutboxWorker>(
         db->get(), custos::RealClock::Get(), destination,
         custos::OutboxOptions(),
-        custos::PeerDelivery(custos::PeerChannel(address), &token, timeout));
+        custos::PeerDelivery(custos::PeerChannel(address, peer_credentials),
+                             &token, timeout));
     worker->Start();
     return worker;
   };
@@ -92,7 +95,7 @@ int main(int argc, char** argv) {
       !address.empty()) {
     sites = std::make_unique<custos::customers::GrpcSiteDirectory>(
         custos::access::v1::AccessService::NewStub(
-            custos::PeerChannel(address)),
+            custos::PeerChannel(address, peer_credentials)),
         &token, timeout);
   }
   custos::customers::CustomerManagement logic(
@@ -119,6 +122,8 @@ int main(int argc, char** argv) {
                   {{"error", pruned.ToString()}});
     }
   });
+  custos::RetentionPruner retention_pruner(
+      custos::SharedRetentionRules(db->get()), custos::RealClock::Get());
   custos::Executor executor(custos::WorkerThreadsFlag());
   custos::customers::CustomerManagementService service(&logic, &verifier,
                                                        &executor);

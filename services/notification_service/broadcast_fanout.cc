@@ -6,6 +6,7 @@
 
 #include "common/json_log.h"
 #include "common/logic_helpers.h"
+#include "common/resource_name.h"
 #include "common/status_macros.h"
 #include "services/notification_service/notification_store.h"
 
@@ -71,7 +72,8 @@ absl::Status BroadcastFanout::RunOnce() {
       std::vector<std::string> users;
       users.reserve(page.users_size());
       for (const std::string& user : page.users()) {
-        users.emplace_back(LastSegment(user));
+        ASSIGN_OR_RETURN(std::string id, ParseUserName(user, "users"));
+        users.push_back(std::move(id));
       }
       // Every replica runs fan-outs: the page moves on only from where this
       // one read it, so a replica that fell behind writes nothing.

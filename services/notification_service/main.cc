@@ -2,7 +2,10 @@
 // and preferences (DESIGN §1, R2, R3, R10, R13).
 #include <curl/curl.h>
 
+#include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/time/time.h"
@@ -12,6 +15,8 @@
 #include "common/ids.h"
 #include "common/json_log.h"
 #include "common/metrics.h"
+#include "common/peer_delivery.h"
+#include "common/retention.h"
 #include "common/server.h"
 #include "common/service_flags.h"
 #include "common/service_token.h"
@@ -25,6 +30,9 @@
 #include "services/notification_service/webhook_dispatcher.h"
 #include "services/notification_service/webhook_logic.h"
 
+ABSL_FLAG(absl::Duration, read_notification_retention, absl::Hours(24 * 30),
+          "how long read inbox notifications are kept after delivery; unread "
+          "ones are kept; inf = forever");
 ABSL_FLAG(std::string, listen, "0.0.0.0:50053", "host:port to serve gRPC on");
 ABSL_FLAG(std::string, database, "sqlite:notifications.db",
           "the service's database: sqlite:PATH or postgresql://...");
@@ -43,6 +51,12 @@ ABSL_FLAG(absl::Duration, webhook_max_backoff, absl::Minutes(10),
 ABSL_FLAG(absl::Duration, webhook_timeout, absl::Seconds(5),
           "deadline of one webhook POST");
 ABSL_FLAG(int, webhook_threads, 4, "webhook POSTs in flight at once");
+ABSL_FLAG(bool, webhook_allow_loopback, false,
+          "let webhook endpoints be loopback hosts, and http:// to them "
+          "(dev stack and tests only)");
+ABSL_FLAG(bool, webhook_allow_private_networks, false,
+          "let webhook endpoints be on private networks (RFC 1918, "
+          "100.64/10, fc00::/7); link-local and metadata never are");
 
 using custos::Die;
 
@@ -60,8 +74,8 @@ int main(int argc, char** argv) {
   custos::ServiceToken token(custos::ServiceTokenFileFlag());
   custos::notifications::GrpcRoutingSource routing(
       custos::customers::v1::CustomerManagementService::NewStub(
-          grpc::CreateChannel(absl::GetFlag(FLAGS_customers_address),
-                              grpc::InsecureChannelCredentials())),
+          custos::PeerChannel(absl::GetFlag(FLAGS_customers_address),
+                              custos::PeerCredentialsFromFlags())),
       &token, absl::Milliseconds(absl::GetFlag(FLAGS_peer_timeout_ms)));
   custos::notifications::BroadcastFanoutOptions fanout_options;
   fanout_options.page_size = absl::GetFlag(FLAGS_broadcast_page_size);
@@ -78,6 +92,10 @@ int main(int argc, char** argv) {
   webhook_options.max_backoff = absl::GetFlag(FLAGS_webhook_max_backoff);
   webhook_options.timeout = absl::GetFlag(FLAGS_webhook_timeout);
   webhook_options.threads = absl::GetFlag(FLAGS_webhook_threads);
+  webhook_options.target_policy.allow_loopback =
+      absl::GetFlag(FLAGS_webhook_allow_loopback);
+  webhook_options.target_policy.allow_private =
+      absl::GetFlag(FLAGS_webhook_allow_private_networks);
   custos::notifications::WebhookDispatcher webhooks(
       db->get(), custos::RealClock::Get(), webhook_options);
   webhooks.Start();  // resumes deliveries a restart interrupted
@@ -86,7 +104,7 @@ int main(int argc, char** argv) {
       db->get(), &routing, &fanout, &hub, &webhooks, custos::RealClock::Get(),
       &ids, custos::notifications::NotificationLogicOptions());
   custos::notifications::WebhookLogic webhook_logic(
-      db->get(), custos::RealClock::Get(), &ids);
+      db->get(), custos::RealClock::Get(), &ids, webhook_options.target_policy);
   custos::Metrics::Default().AddCollector(
       [&fanout, &webhooks](custos::MetricsText& out) {
         out.Family("custos_broadcast_recipients_total", "counter",
@@ -109,6 +127,16 @@ int main(int argc, char** argv) {
         out.Sample("custos_webhook_dead_total", {},
                    static_cast<double>(webhooks.dead()));
       });
+  std::vector<custos::RetentionRule> retention =
+      custos::SharedRetentionRules(db->get());
+  retention.push_back(
+      {"read_notifications", absl::GetFlag(FLAGS_read_notification_retention),
+       [database = db->get()](absl::Time older_than, int batch) {
+         return custos::notifications::NotificationStore::
+             PruneReadNotifications(*database, older_than, batch);
+       }});
+  auto retention_pruner = std::make_unique<custos::RetentionPruner>(
+      std::move(retention), custos::RealClock::Get());
   custos::Executor executor(custos::WorkerThreadsFlag());
   custos::notifications::NotificationService service(
       &logic, &webhook_logic, &verifier, &executor, db->get(), &hub);
@@ -120,6 +148,7 @@ int main(int argc, char** argv) {
   options.on_shutdown = [&hub] { hub.Shutdown(); };
   absl::Status status = custos::ServeUntilTerminated(options, {&service});
   executor.Shutdown();
+  retention_pruner.reset();
   fanout.Stop();
   webhooks.Stop();
   curl_global_cleanup();

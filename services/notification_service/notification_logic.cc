@@ -109,8 +109,17 @@ absl::StatusOr<std::string> OwnInbox(const CallContext& call,
   return OwnUser(call, parent, "users/*", field, staff_may);
 }
 
-std::string UserOf(absl::string_view member_name) {
-  return std::string(LastSegment(member_name));
+// The user id in a partner or customer user's name, as
+// CustomerManagementService sends it; parsed, never cut at the last '/'.
+absl::StatusOr<std::string> UserOfMember(absl::string_view member_name) {
+  for (absl::string_view pattern :
+       {"partners/*/users/*", "customers/*/users/*"}) {
+    absl::StatusOr<std::vector<std::string>> ids =
+        ParseResourceName(member_name, pattern, "member");
+    if (ids.ok()) return std::move((*ids)[1]);
+  }
+  return absl::InternalError(
+      absl::StrCat("routing names an unexpected user: ", member_name));
 }
 
 }  // namespace
@@ -152,26 +161,27 @@ absl::StatusOr<v1::PreviewRoutingResponse> NotificationLogic::Route(
     ASSIGN_OR_RETURN(auto muted, NotificationStore::MutedCategories(db, user));
     if (muted.contains(category) && !IsMandatory(category)) {
       auto* excluded = result.add_excluded();
-      excluded->set_user(absl::StrCat("users/", user));
+      excluded->set_user(UserName(user));
       excluded->set_reason(v1::EXCLUSION_REASON_MUTED_CATEGORY);
       excluded->set_explanation(
           absl::StrCat("muted ", v1::Category_Name(category), " (", why, ")"));
       return absl::OkStatus();
     }
     auto* recipient = result.add_recipients();
-    recipient->set_user(absl::StrCat("users/", user));
+    recipient->set_user(UserName(user));
     recipient->set_reason(std::move(why));
     return absl::OkStatus();
   };
   // R2/R10: the account manager hears the customer's alerts whenever a
   // partner is linked.
   if (!routing.partner().empty() && !routing.account_manager().empty()) {
-    RETURN_IF_ERROR(
-        consider(UserOf(routing.account_manager()),
-                 absl::StrCat("account manager of ", routing.partner())));
+    ASSIGN_OR_RETURN(std::string manager,
+                     UserOfMember(routing.account_manager()));
+    RETURN_IF_ERROR(consider(
+        manager, absl::StrCat("account manager of ", routing.partner())));
   }
   for (const std::string& member : routing.customer_users()) {
-    const std::string user = UserOf(member);
+    ASSIGN_OR_RETURN(const std::string user, UserOfMember(member));
     if (shared) {
       RETURN_IF_ERROR(
           consider(user, routing.partner().empty()
@@ -179,7 +189,7 @@ absl::StatusOr<v1::PreviewRoutingResponse> NotificationLogic::Route(
                              : "customer user; SHARED communications (R2)"));
     } else if (seen.insert(user).second) {
       auto* excluded = result.add_excluded();
-      excluded->set_user(absl::StrCat("users/", user));
+      excluded->set_user(UserName(user));
       excluded->set_reason(v1::EXCLUSION_REASON_PARTNER_ONLY_COMMUNICATIONS);
       excluded->set_explanation(
           absl::StrCat("customer user; ", routing.partner(),
@@ -213,7 +223,9 @@ absl::StatusOr<v1::Alert> NotificationLogic::PublishAlert(
     ASSIGN_OR_RETURN(v1::PreviewRoutingResponse route,
                      Route(db, routing, request.category()));
     for (const auto& recipient : route.recipients()) {
-      users.push_back(UserOf(recipient.user()));
+      ASSIGN_OR_RETURN(std::string user,
+                       ParseUserName(recipient.user(), "recipient"));
+      users.push_back(std::move(user));
     }
     const absl::Time now = clock_->Now();
     const std::string alert_id = ids_->NewId();

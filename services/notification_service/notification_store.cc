@@ -104,6 +104,11 @@ INSERT INTO inbox_arrivals SELECT COALESCE(MAX(arrival), 0) FROM inbox;
 DROP INDEX inbox_arrival;
 CREATE INDEX inbox_by_arrival ON inbox(user_id, arrival);
 )sql"},
+      // Retention (PruneAuditEvents, PruneIdempotencyRecords,
+      // PruneReadNotifications) reads by time.
+      {9, kAuditEventsTimeIndexSchema},
+      {10, kIdempotencyKeysTimeIndexSchema},
+      {11, "CREATE INDEX inbox_read_by_time ON inbox(read, create_micros);"},
   };
   return *migrations;
 }
@@ -359,6 +364,29 @@ absl::StatusOr<int64_t> NotificationStore::MarkRead(
     one.Reset();
   }
   return marked;
+}
+
+absl::StatusOr<int64_t> NotificationStore::PruneReadNotifications(
+    Database& database, absl::Time older_than, int batch_size) {
+  if (batch_size <= 0) {
+    return absl::InvalidArgumentError("batch_size must be > 0");
+  }
+  int64_t deleted = 0;
+  RETURN_IF_ERROR(database.Write([&](Connection& db) -> absl::Status {
+    // Stream cursors stay valid: arrival numbers come from inbox_arrivals,
+    // never from the rows left.
+    ASSIGN_OR_RETURN(
+        Statement remove,
+        db.Prepare("DELETE FROM inbox WHERE (user_id, alert_id) IN (SELECT "
+                   "user_id, alert_id FROM inbox WHERE read = 1 AND "
+                   "create_micros < ? ORDER BY create_micros LIMIT ?)"));
+    RETURN_IF_ERROR(remove.Bind(1, absl::ToUnixMicros(older_than))
+                        .Bind(2, batch_size)
+                        .Run());
+    deleted = db.Changes();
+    return absl::OkStatus();
+  }));
+  return deleted;
 }
 
 absl::StatusOr<absl::flat_hash_set<int>> NotificationStore::MutedCategories(

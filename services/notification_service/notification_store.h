@@ -81,6 +81,16 @@ class NotificationStore {
   static absl::StatusOr<int64_t> MarkRead(
       Connection& db, const std::string& user_id,
       const std::vector<std::string>& alert_ids);
+  // Retention: deletes up to `batch_size` read notifications delivered
+  // before `older_than` (the inbox keeps no read time, so the delivery time
+  // counts), oldest first; returns how many. Unlike the other functions
+  // here it runs its own short write transaction. Unread notifications stay
+  // however old; alerts stay. Call until it returns less than `batch_size`
+  // to catch up. INVALID_ARGUMENT when batch_size <= 0; otherwise the
+  // transaction's error.
+  static absl::StatusOr<int64_t> PruneReadNotifications(Database& database,
+                                                        absl::Time older_than,
+                                                        int batch_size);
 
   static absl::StatusOr<absl::flat_hash_set<int>> MutedCategories(
       Connection& db, const std::string& user_id);

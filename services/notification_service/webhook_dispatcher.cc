@@ -3,13 +3,16 @@
 #include <curl/curl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <memory>
 #include <optional>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/backoff.h"
 #include "common/json_log.h"
 #include "common/status_macros.h"
@@ -30,8 +33,86 @@ struct HeaderListCleanup {
   void operator()(curl_slist* list) const { curl_slist_free_all(list); }
 };
 
-// One POST; OK for a 2xx answer, otherwise why not.
-absl::Status Post(const std::string& url, const std::string& body,
+// What a failed attempt records as its last_error. The endpoint's owner
+// reads it, so it names no host, address or port and stays coarse (no
+// libcurl text): otherwise endpoints pointed at internal addresses would
+// map which of them answer.
+constexpr char kNotAllowed[] = "target address not allowed";
+constexpr char kNoAddress[] = "host did not resolve";
+constexpr char kConnectFailed[] = "connection failed";
+constexpr char kTimedOut[] = "timed out";
+constexpr char kTlsError[] = "TLS error";
+constexpr char kRedirect[] = "redirect not followed";
+
+absl::string_view CurlFailure(CURLcode code) {
+  switch (code) {
+    case CURLE_OPERATION_TIMEDOUT:
+      return kTimedOut;
+    case CURLE_COULDNT_RESOLVE_HOST:
+      return kNoAddress;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_USE_SSL_FAILED:
+      return kTlsError;
+    default:
+      return kConnectFailed;
+  }
+}
+
+// What libcurl may connect to in one attempt: the addresses
+// ResolveWebhookHost checked, and only while the policy allows them.
+struct ConnectGuard {
+  const WebhookTargetPolicy* policy;
+  const std::vector<std::string>* addresses;
+  bool refused = false;
+};
+
+// CURLOPT_OPENSOCKETFUNCTION: the last look before connect(). The pin
+// (CURLOPT_RESOLVE) should make libcurl use only the checked addresses;
+// this holds even if it did not (a pin that failed to match, a literal
+// host, a future libcurl resolving on its own), so a rebinding DNS answer
+// can never be connected to.
+curl_socket_t OpenCheckedSocket(void* clientp, curlsocktype purpose,
+                                curl_sockaddr* address) {
+  auto* guard = static_cast<ConnectGuard*>(clientp);
+  const std::string text = SockaddrText(&address->addr);
+  if (purpose != CURLSOCKTYPE_IPCXN || text.empty() ||
+      IsForbiddenAddress(&address->addr, *guard->policy) ||
+      std::find(guard->addresses->begin(), guard->addresses->end(), text) ==
+          guard->addresses->end()) {
+    guard->refused = true;
+    return CURL_SOCKET_BAD;
+  }
+  return socket(address->family, address->socktype, address->protocol);
+}
+
+// "host:port:addr,..." for CURLOPT_RESOLVE: libcurl takes these addresses
+// for the host instead of asking DNS again, so the name cannot resolve to
+// something else between our check and the connection (DNS rebinding).
+std::string Pin(const WebhookTarget& target,
+                const std::vector<std::string>& addresses) {
+  std::vector<std::string> bracketed;
+  for (const std::string& address : addresses) {
+    bracketed.push_back(absl::StrContains(address, ':')
+                            ? absl::StrCat("[", address, "]")
+                            : address);
+  }
+  return absl::StrCat(target.host, ":", target.port, ":",
+                      absl::StrJoin(bracketed, ","));
+}
+
+// One POST to the checked addresses of `target`; OK for a 2xx answer,
+// otherwise UNAVAILABLE with a coarse reason (above).
+absl::Status Post(const WebhookTarget& target,
+                  const std::vector<std::string>& addresses,
+                  const WebhookTargetPolicy& policy, const std::string& body,
                   const std::vector<std::string>& headers,
                   absl::Duration timeout) {
   std::unique_ptr<CURL, CurlCleanup> curl(curl_easy_init());
@@ -40,8 +121,21 @@ absl::Status Post(const std::string& url, const std::string& body,
   for (const std::string& header : headers) {
     list.reset(curl_slist_append(list.release(), header.c_str()));
   }
+  // An IPv6 literal is not resolved, and cannot be written as a pin's host.
+  std::unique_ptr<curl_slist, HeaderListCleanup> pin;
+  if (!absl::StrContains(target.host, ':')) {
+    pin.reset(curl_slist_append(nullptr, Pin(target, addresses).c_str()));
+  }
+  ConnectGuard guard{&policy, &addresses};
   CURL* c = curl.get();
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_URL, target.url.c_str());
+  curl_easy_setopt(c, CURLOPT_RESOLVE, pin.get());
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, OpenCheckedSocket);
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &guard);
+  // A proxy from the environment (http_proxy, ...) would make the
+  // connection somewhere we did not check, and could reach internal hosts.
+  curl_easy_setopt(c, CURLOPT_PROXY, "");
+  curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
   curl_easy_setopt(c, CURLOPT_POST, 1L);
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
   curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
@@ -50,19 +144,43 @@ absl::Status Post(const std::string& url, const std::string& body,
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
                    static_cast<long>(absl::ToInt64Milliseconds(timeout)));
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // threads: no SIGALRM
+  // A redirect's target was never checked: it fails the attempt.
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(c, CURLOPT_MAXREDIRS, 0L);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Discard);
   const CURLcode code = curl_easy_perform(c);
   if (code != CURLE_OK) {
-    return absl::UnavailableError(curl_easy_strerror(code));
+    return absl::UnavailableError(guard.refused ? kNotAllowed
+                                                : CurlFailure(code));
   }
   long status = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  if (status >= 300 && status <= 399) return absl::UnavailableError(kRedirect);
   if (status < 200 || status > 299) {
     return absl::UnavailableError(absl::StrCat("HTTP ", status));
   }
   return absl::OkStatus();
+}
+
+// Checks the stored URL again at every attempt (the policy may have
+// changed since it was created, and its name may resolve elsewhere now),
+// then POSTs to exactly the addresses checked.
+absl::Status Deliver(const std::string& url, const std::string& body,
+                     const std::vector<std::string>& headers,
+                     const WebhookDispatcherOptions& options) {
+  absl::StatusOr<WebhookTarget> target =
+      ParseWebhookUrl(url, options.target_policy);
+  if (!target.ok()) return absl::UnavailableError(kNotAllowed);
+  absl::StatusOr<std::vector<std::string>> addresses =
+      ResolveWebhookHost(*target, options.target_policy);
+  if (!addresses.ok()) {
+    return absl::UnavailableError(
+        absl::IsInvalidArgument(addresses.status()) ? kNotAllowed : kNoAddress);
+  }
+  return Post(*target, *addresses, options.target_policy, body, headers,
+              options.timeout);
 }
 
 }  // namespace
@@ -157,7 +275,7 @@ absl::StatusOr<bool> WebhookDispatcher::AttemptOne() {
   }));
   if (!due) return false;
   const absl::Time now = clock_->Now();
-  const absl::Status posted = Post(
+  const absl::Status posted = Deliver(
       due->url, body,
       {"Content-Type: application/json",
        absl::StrCat(
@@ -165,7 +283,7 @@ absl::StatusOr<bool> WebhookDispatcher::AttemptOne() {
            WebhookSignature(due->secret, body, absl::ToUnixSeconds(now))),
        absl::StrCat("X-Custos-Delivery: ", due->key.owner, "/webhookEndpoints/",
                     due->key.endpoint_id, "/deliveries/", due->key.alert_id)},
-      options_.timeout);
+      options_);
   const int64_t failures = due->attempts + 1;
   std::optional<absl::Time> retry_at;
   if (!posted.ok() && failures < options_.max_attempts) {

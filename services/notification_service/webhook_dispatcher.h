@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/database.h"
+#include "services/notification_service/webhook_target.h"
 
 namespace custos::notifications {
 
@@ -32,6 +33,9 @@ struct WebhookDispatcherOptions {
   int threads = 4;
   // How often idle threads look without being woken. Default: 1 s.
   absl::Duration poll_interval = absl::Seconds(1);
+  // Which addresses an attempt may connect to, checked again at every
+  // attempt. Default: public addresses only.
+  WebhookTargetPolicy target_policy;
 };
 
 // `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`: the
@@ -42,7 +46,13 @@ std::string WebhookSignature(absl::string_view secret, absl::string_view body,
 // Delivers queued webhook deliveries (R12): POSTs the alert as JSON with
 // its signature; a 2xx answer is DELIVERED; anything else is retried after
 // a backoff until max_attempts, then DEAD. Each attempt leases its row, so
-// a crash mid-attempt only delays it. Thread-safe.
+// a crash mid-attempt only delays it. Each attempt re-checks the URL,
+// resolves its host, refuses it when an address is forbidden by
+// `target_policy`, and connects only to the addresses it checked (no DNS
+// rebinding), without a proxy and without following redirects (a 3xx
+// fails the attempt). The recorded error is coarse ("connection failed",
+// "HTTP 503", ...) so that it does not reveal the internal network.
+// Thread-safe.
 class WebhookDispatcher {
  public:
   // REQUIRES: `db` and `clock` outlive the dispatcher; libcurl is

@@ -5,9 +5,7 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "common/audit_store.h"
 #include "common/auth.h"
 #include "common/grpc_status.h"
@@ -23,7 +21,6 @@ namespace {
 
 using google::protobuf::util::TimeUtil;
 
-constexpr size_t kMaxUrlBytes = 2048;
 constexpr size_t kMinSecretBytes = 16;
 constexpr size_t kMaxSecretBytes = 256;
 
@@ -65,38 +62,15 @@ absl::StatusOr<std::pair<std::string, std::string>> ParseEndpoint(
                       "/webhookEndpoints/{endpoint}");
 }
 
-// https://host..., or http:// to a loopback host (development and tests).
-absl::Status ValidateUrl(absl::string_view field, absl::string_view url) {
-  if (url.empty()) return InvalidField(field, "is required");
-  if (url.size() > kMaxUrlBytes) {
-    return InvalidField(
-        field, absl::StrCat("must be at most ", kMaxUrlBytes, " bytes"));
-  }
-  for (char c : url) {
-    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
-      return InvalidField(field,
-                          "must not contain spaces or control "
-                          "characters");
-    }
-  }
-  absl::string_view rest = url;
-  if (absl::ConsumePrefix(&rest, "https://")) {
-    if (rest.empty() || rest[0] == '/') {
-      return InvalidField(field, "must name a host");
-    }
-    return absl::OkStatus();
-  }
-  if (absl::ConsumePrefix(&rest, "http://")) {
-    for (absl::string_view host : {"127.0.0.1", "localhost", "[::1]"}) {
-      if (absl::StartsWith(rest, host) &&
-          (rest.size() == host.size() || rest[host.size()] == ':' ||
-           rest[host.size()] == '/')) {
-        return absl::OkStatus();
-      }
-    }
-    return InvalidField(field, "must be https:// (http:// only to loopback)");
-  }
-  return InvalidField(field, "must be an https:// URL");
+// The URL as it will be stored, when its host is not known to resolve to
+// a forbidden address (see CreateWebhookEndpoint in the header).
+absl::StatusOr<WebhookTarget> CheckTarget(absl::string_view url,
+                                          const WebhookTargetPolicy& policy) {
+  ASSIGN_OR_RETURN(WebhookTarget target, ParseWebhookUrl(url, policy));
+  absl::StatusOr<std::vector<std::string>> addresses =
+      ResolveWebhookHost(target, policy);
+  if (absl::IsInvalidArgument(addresses.status())) return addresses.status();
+  return target;
 }
 
 }  // namespace
@@ -109,7 +83,8 @@ absl::StatusOr<v1::WebhookEndpoint> WebhookLogic::CreateWebhookEndpoint(
   RETURN_IF_ERROR(ValidateResourceId(request.webhook_endpoint_id(),
                                      "webhook_endpoint_id", true));
   const v1::WebhookEndpoint& wanted = request.webhook_endpoint();
-  RETURN_IF_ERROR(ValidateUrl("webhook_endpoint.url", wanted.url()));
+  ASSIGN_OR_RETURN(const WebhookTarget target,
+                   CheckTarget(wanted.url(), policy_));
   if (wanted.secret().size() < kMinSecretBytes ||
       wanted.secret().size() > kMaxSecretBytes) {
     return InvalidField("webhook_endpoint.secret",
@@ -128,9 +103,9 @@ absl::StatusOr<v1::WebhookEndpoint> WebhookLogic::CreateWebhookEndpoint(
     }
     const absl::Time now = clock_->Now();
     RETURN_IF_ERROR(WebhookStore::InsertEndpoint(
-        db, owner, id, {wanted.url(), wanted.secret(), now}));
+        db, owner, id, {target.url, wanted.secret(), now}));
     result.set_name(name);
-    result.set_url(wanted.url());
+    result.set_url(target.url);
     *result.mutable_create_time() =
         TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now));
     // The secret is never returned, logged or audited.

@@ -388,11 +388,35 @@ TEST_F(JwtTest, RolesNotArrayRejected) {
 
 TEST_F(JwtTest, SpecialCharactersInClaimsRoundTrip) {
   JwtClaims claims = Claims();
-  claims.subject = "a\"b\\c\nd\x01\xc3\xa9";
+  claims.roles = {"a\"b\\c\nd\x01\xc3\xa9"};
   absl::StatusOr<Principal> principal =
       Hs256Verifier().Verify(SignJwtHs256(claims, kSecret));
   ASSERT_TRUE(principal.ok()) << principal.status();
-  EXPECT_EQ(principal->subject, claims.subject);
+  EXPECT_EQ(principal->roles, claims.roles);
+}
+
+// DESIGN §3: a `sub` outside the user-id syntax would name someone else once
+// it is turned into `users/{sub}`.
+TEST_F(JwtTest, SubOutsideUserIdSyntaxRejected) {
+  for (const char* subject :
+       {"x/../vic", "vic/", "/vic", "..", "Vic", "a b", "a\"b", "-vic", "vic\n",
+        "users/vic", "\xc3\xa9"}) {
+    JwtClaims claims = Claims();
+    claims.subject = subject;
+    ExpectUnauthenticated(Hs256Verifier().Verify(SignJwtHs256(claims, kSecret)),
+                          "not a valid user id");
+  }
+}
+
+TEST_F(JwtTest, ShortHs256SecretRefused) {
+  JwtVerifierOptions options;
+  options.hs256_secret = std::string(31, 'x');
+  absl::StatusOr<JwtVerifier> verifier =
+      JwtVerifier::Create(options, RealClock::Get());
+  EXPECT_EQ(verifier.status().code(), absl::StatusCode::kInvalidArgument);
+  options.hs256_secret = "k";
+  EXPECT_EQ(JwtVerifier::Create(options, RealClock::Get()).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(JwtTest, CacheHitStillRejectsAfterExpiry) {

@@ -595,13 +595,15 @@ TEST_F(BroadcastCrashTest,
   EXPECT_THAT(Inbox("u054321"), ElementsAre(broadcast.name()));
 }
 
-// Webhooks (R12) against a real HTTP server on loopback. Retries are fast
-// here: 50 ms initial backoff, 4 attempts.
+// Webhooks (R12) against a real HTTP server on loopback, which the service
+// refuses unless told otherwise. Retries are fast here: 50 ms initial
+// backoff, 4 attempts.
 class WebhookTest : public NotificationServiceTest {
  protected:
   void SetUp() override {
     StartAll({"--webhook_initial_backoff=50ms", "--webhook_max_backoff=200ms",
-              "--webhook_max_attempts=4", "--webhook_timeout=2s"});
+              "--webhook_max_attempts=4", "--webhook_timeout=2s",
+              "--webhook_allow_loopback"});
   }
 
   v1::WebhookEndpoint CreateEndpoint(const std::string& parent,

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -41,10 +42,11 @@ HttpReceiver::~HttpReceiver() {
   close(listener_);
 }
 
-void HttpReceiver::FailNext(int count, int status) {
+void HttpReceiver::FailNext(int count, int status, std::string location) {
   absl::MutexLock lock(&mu_);
   failures_ = count;
   failure_status_ = status;
+  failure_location_ = std::move(location);
 }
 
 std::vector<HttpReceiver::Request> HttpReceiver::requests() {
@@ -111,18 +113,20 @@ void HttpReceiver::Handle(int connection) {
   }
   request.body = data.substr(header_end + 4, content_length);
   int status = 204;
+  std::string location;
   {
     absl::MutexLock lock(&mu_);
     if (failures_ > 0) {
       --failures_;
       status = failure_status_;
+      location = failure_location_;
     }
     requests_.push_back(std::move(request));
   }
-  const std::string answer =
-      absl::StrCat("HTTP/1.1 ", status,
-                   " Test\r\nContent-Length: 0\r\nConnection: "
-                   "close\r\n\r\n");
+  const std::string answer = absl::StrCat(
+      "HTTP/1.1 ", status, " Test\r\n",
+      location.empty() ? "" : absl::StrCat("Location: ", location, "\r\n"),
+      "Content-Length: 0\r\nConnection: close\r\n\r\n");
   (void)write(connection, answer.data(), answer.size());
 }
 

@@ -30,8 +30,9 @@ class HttpReceiver {
   HttpReceiver& operator=(const HttpReceiver&) = delete;
 
   int port() const { return port_; }
-  // Answers the next `count` requests with `status` (default 503).
-  void FailNext(int count, int status = 503);
+  // Answers the next `count` requests with `status` (default 503), and a
+  // `Location` header when `location` is not empty (for redirects).
+  void FailNext(int count, int status = 503, std::string location = "");
   std::vector<Request> requests();
   // Waits until `count` requests arrived (at most `timeout`).
   bool AwaitRequests(size_t count, absl::Duration timeout);
@@ -47,6 +48,7 @@ class HttpReceiver {
   std::vector<Request> requests_ ABSL_GUARDED_BY(mu_);
   int failures_ ABSL_GUARDED_BY(mu_) = 0;
   int failure_status_ ABSL_GUARDED_BY(mu_) = 503;
+  std::string failure_location_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 };
 
