@@ -40,6 +40,60 @@ CREATE TABLE outbox_leases (
 );
 )sql";
 
+const char kOutboxDeadLettersSchema[] = R"sql(
+CREATE TABLE outbox_dead_letters (
+  id INTEGER PRIMARY KEY,
+  destination TEXT NOT NULL,
+  method TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  attempts INTEGER NOT NULL,
+  last_error TEXT NOT NULL,
+  create_micros INTEGER NOT NULL,
+  dead_micros INTEGER NOT NULL
+);
+)sql";
+
+bool IsPermanentRefusal(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kUnimplemented:
+    case absl::StatusCode::kAlreadyExists:
+      return true;
+    default:
+      return false;
+  }
+}
+
+absl::StatusOr<std::vector<DeadLetter>> ListDeadLetters(Database& database,
+                                                        int64_t after_id,
+                                                        int limit) {
+  std::vector<DeadLetter> letters;
+  RETURN_IF_ERROR(database.Read([&](Connection& db) -> absl::Status {
+    letters.clear();
+    ASSIGN_OR_RETURN(
+        Statement select,
+        db.Prepare("SELECT id, destination, method, payload, attempts, "
+                   "last_error, create_micros, dead_micros FROM "
+                   "outbox_dead_letters WHERE id > ?1 ORDER BY id LIMIT ?2"));
+    select.Bind(1, after_id).Bind(2, limit);
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, select.Step());
+      if (!row) return absl::OkStatus();
+      letters.push_back(DeadLetter{
+          OutboxMessage{select.ColumnInt64(0), select.ColumnText(1),
+                        select.ColumnText(2), select.ColumnText(3),
+                        select.ColumnInt64(4)},
+          select.ColumnText(5), absl::FromUnixMicros(select.ColumnInt64(6)),
+          absl::FromUnixMicros(select.ColumnInt64(7))});
+    }
+  }));
+  return letters;
+}
+
 absl::Status EnqueueOutbox(Connection& db, absl::string_view destination,
                            absl::string_view method,
                            const google::protobuf::Message& payload,
@@ -240,6 +294,37 @@ absl::Status OutboxWorker::DeliverLeased(absl::Time give_up) {
         if (!still_held) return absl::AbortedError("outbox lease lost");
         continue;
       }
+      if (IsPermanentRefusal(delivered)) {
+        // Moved aside in one transaction (the lease renewed with it), so
+        // the message is in exactly one of the two tables.
+        bool still_held = false;
+        RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
+          ASSIGN_OR_RETURN(
+              Statement move,
+              db.Prepare("INSERT INTO outbox_dead_letters(id, destination, "
+                         "method, payload, attempts, last_error, "
+                         "create_micros, dead_micros) SELECT id, destination, "
+                         "method, payload, attempts + 1, ?2, create_micros, ?3 "
+                         "FROM outbox WHERE id = ?1"));
+          RETURN_IF_ERROR(move.Bind(1, message.id)
+                              .Bind(2, delivered.ToString())
+                              .Bind(3, absl::ToUnixMicros(clock_->Now()))
+                              .Run());
+          ASSIGN_OR_RETURN(Statement remove,
+                           db.Prepare("DELETE FROM outbox WHERE id = ?"));
+          RETURN_IF_ERROR(remove.Bind(1, message.id).Run());
+          ASSIGN_OR_RETURN(still_held, HoldLease(db));
+          return absl::OkStatus();
+        }));
+        dead_lettered_.fetch_add(1);
+        Log("error", "outbox message refused by the peer; dead-lettered",
+            {{"destination", message.destination},
+             {"method", message.method},
+             {"outbox_id", absl::StrCat(message.id)},
+             {"error", delivered.ToString()}});
+        if (!still_held) return absl::AbortedError("outbox lease lost");
+        continue;
+      }
       const absl::Time retry_at = clock_->Now() + Backoff(message.attempts + 1);
       RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
         ASSIGN_OR_RETURN(
@@ -280,6 +365,20 @@ absl::StatusOr<int64_t> OutboxWorker::Depth() {
     return absl::OkStatus();
   }));
   return depth;
+}
+
+absl::StatusOr<int64_t> OutboxWorker::DeadLetterCount() {
+  int64_t count = 0;
+  RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(Statement select,
+                     db.Prepare("SELECT COUNT(*) FROM outbox_dead_letters "
+                                "WHERE destination = ?"));
+    select.Bind(1, destination_);
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (row) count = select.ColumnInt64(0);
+    return absl::OkStatus();
+  }));
+  return count;
 }
 
 absl::StatusOr<std::pair<int64_t, absl::Duration>> OutboxWorker::Backlog() {
@@ -331,6 +430,20 @@ Metrics::Collector OutboxMetrics(std::vector<OutboxWorker*> workers) {
       out.Sample("custos_outbox_deliveries_total",
                  {{"destination", worker->destination()}, {"result", "failed"}},
                  static_cast<double>(worker->failed_attempts()));
+      out.Sample(
+          "custos_outbox_deliveries_total",
+          {{"destination", worker->destination()}, {"result", "dead_letter"}},
+          static_cast<double>(worker->dead_lettered()));
+    }
+    // From the store, so every replica reports the same count.
+    out.Family("custos_outbox_dead_letters", "gauge",
+               "Outbox messages a peer refused for good, kept for an "
+               "operator (tools/outbox-dead-letters lists them; -1: the "
+               "store could not be read).");
+    for (OutboxWorker* worker : workers) {
+      out.Sample("custos_outbox_dead_letters",
+                 {{"destination", worker->destination()}},
+                 static_cast<double>(worker->DeadLetterCount().value_or(-1)));
     }
   };
 }

@@ -30,6 +30,8 @@ extern const char kOutboxSchema[];
 extern const char kOutboxByDestinationSchema[];
 // Which replica delivers each destination now (OutboxWorker's lease).
 extern const char kOutboxLeasesSchema[];
+// Messages a peer refused for good (OutboxWorker), kept for operators.
+extern const char kOutboxDeadLettersSchema[];
 
 // A call to make to a peer service, written in the same transaction as the
 // change it announces (DESIGN §1).
@@ -40,6 +42,27 @@ struct OutboxMessage {
   std::string payload;      // the serialized request
   int64_t attempts = 0;
 };
+
+// A peer's answer that no retry can change: the message itself is refused
+// (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION,
+// OUT_OF_RANGE, UNIMPLEMENTED, ALREADY_EXISTS). UNAUTHENTICATED is not: a
+// rotated or missing service token is fixed by the operator and the
+// messages then flow.
+bool IsPermanentRefusal(const absl::Status& status);
+
+// A message a peer refused for good.
+struct DeadLetter {
+  OutboxMessage message;
+  std::string error;
+  absl::Time created;
+  absl::Time died;
+};
+
+// The dead letters of every destination, oldest first, at most `limit`
+// after id `after_id` (for paging).
+absl::StatusOr<std::vector<DeadLetter>> ListDeadLetters(Database& db,
+                                                        int64_t after_id,
+                                                        int limit);
 
 // Appends a message. Call inside the write transaction of the change.
 absl::Status EnqueueOutbox(Connection& db, absl::string_view destination,
@@ -67,7 +90,10 @@ struct OutboxOptions {
 // messages enqueued by concurrent transactions may go out in either order;
 // receivers do not depend on the order of unrelated changes):
 // a delivered message is deleted; a failed one is retried after a backoff
-// (its attempts and last error recorded), forever — receivers are idempotent.
+// (its attempts and last error recorded) — receivers are idempotent — unless
+// the peer refused it for good (IsPermanentRefusal): then it moves to the
+// dead letters (ListDeadLetters, custos_outbox_dead_letters_total) and the
+// next message goes out, instead of one bad message blocking the rest.
 // Delivery stops at the first failure of a pass, so a peer that is down is
 // not hammered and order is kept.
 // Replicas sharing a database deliver each destination one at a time: a
@@ -108,7 +134,11 @@ class OutboxWorker {
   // when none).
   absl::StatusOr<std::pair<int64_t, absl::Duration>> Backlog();
 
+  // Dead letters of this destination.
+  absl::StatusOr<int64_t> DeadLetterCount();
+
   const std::string& destination() const { return destination_; }
+  int64_t dead_lettered() const { return dead_lettered_.load(); }
   int64_t delivered() const { return delivered_.load(); }
   int64_t failed_attempts() const { return failed_.load(); }
 
@@ -136,6 +166,7 @@ class OutboxWorker {
   const Deliver deliver_;
   std::atomic<int64_t> delivered_{0};
   std::atomic<int64_t> failed_{0};
+  std::atomic<int64_t> dead_lettered_{0};
 
   // Held for a whole pass: one deliverer at a time, so no message is sent
   // twice concurrently and order holds.

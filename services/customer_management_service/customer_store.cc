@@ -102,6 +102,7 @@ CREATE TABLE customer_change_heads (
 )sql"},
       {9, kAuditEventsTimeIndexSchema},
       {10, kIdempotencyKeysTimeIndexSchema},
+      {11, kOutboxDeadLettersSchema},
   };
   return *migrations;
 }

@@ -3,6 +3,7 @@
 #include "common/outbox.h"
 
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -41,7 +42,8 @@ const std::vector<Migration>& Migrations() {
   static const auto* migrations =
       new std::vector<Migration>{{1, kOutboxSchema},
                                  {2, kOutboxByDestinationSchema},
-                                 {3, kOutboxLeasesSchema}};
+                                 {3, kOutboxLeasesSchema},
+                                 {4, kOutboxDeadLettersSchema}};
   return *migrations;
 }
 
@@ -50,6 +52,8 @@ const std::vector<Migration>& Migrations() {
 struct Peer {
   std::vector<std::string> received;
   int failures = 0;
+  // Request ids the peer refuses for good (INVALID_ARGUMENT).
+  std::set<std::string> refused;
   absl::Duration delay;
   absl::Mutex mu;  // replicas may call at once
   absl::Status Deliver(const OutboxMessage& message) {
@@ -61,6 +65,9 @@ struct Peer {
     }
     custos::common::v1::AuditEvent event;
     EXPECT_TRUE(event.ParseFromString(message.payload));
+    if (refused.count(event.request_id()) > 0) {
+      return absl::InvalidArgumentError("recipient: not a user name");
+    }
     received.push_back(event.request_id());
     return absl::OkStatus();
   }
@@ -249,6 +256,47 @@ TEST_F(OutboxTest, ADeadReplicasLeaseIsTakenOverWhenItRunsOut) {
   clock_.Advance(absl::Seconds(11));
   ASSERT_TRUE(worker->DeliverPending(absl::Seconds(5)).ok());
   EXPECT_THAT(peer_.received, ElementsAre("a"));
+}
+
+// Issue 12: a message the peer refuses for good (a name it will never
+// accept) is not retried forever, holding up everything behind it: it moves
+// to the dead letters, listable with its error, and the rest goes out.
+TEST_F(OutboxTest, APermanentRefusalIsDeadLetteredAndTheRestFlows) {
+  peer_.refused = {"b"};
+  ASSERT_TRUE(Enqueue({"a", "b", "c"}).ok());
+  auto worker = Worker();
+  ASSERT_TRUE(worker->DeliverPending(absl::Seconds(5)).ok());
+  EXPECT_THAT(peer_.received, ElementsAre("a", "c"));
+  EXPECT_EQ(*worker->Depth(), 0);
+  EXPECT_EQ(*worker->DeadLetterCount(), 1);
+  EXPECT_EQ(worker->dead_lettered(), 1);
+  auto letters = ListDeadLetters(*db_, 0, 10);
+  ASSERT_TRUE(letters.ok()) << letters.status();
+  ASSERT_EQ(letters->size(), 1u);
+  EXPECT_EQ((*letters)[0].message.method, "/pkg.Peer/Hear");
+  EXPECT_EQ((*letters)[0].message.attempts, 1);
+  EXPECT_THAT((*letters)[0].error, ::testing::HasSubstr("not a user name"));
+  custos::common::v1::AuditEvent event;
+  ASSERT_TRUE(event.ParseFromString((*letters)[0].message.payload));
+  EXPECT_EQ(event.request_id(), "b");
+  // Paging past the last one ends the list.
+  EXPECT_TRUE(ListDeadLetters(*db_, (*letters)[0].message.id, 10)->empty());
+}
+
+// Only answers no retry can change are dead letters: an outage or a
+// rejected service token (fixed by the operator) keeps the message queued.
+TEST(OutboxRefusalTest, OnlyPermanentAnswersAreDeadLettered) {
+  EXPECT_TRUE(IsPermanentRefusal(absl::InvalidArgumentError("")));
+  EXPECT_TRUE(IsPermanentRefusal(absl::NotFoundError("")));
+  EXPECT_TRUE(IsPermanentRefusal(absl::PermissionDeniedError("")));
+  EXPECT_TRUE(IsPermanentRefusal(absl::FailedPreconditionError("")));
+  EXPECT_TRUE(IsPermanentRefusal(absl::UnimplementedError("")));
+  EXPECT_FALSE(IsPermanentRefusal(absl::UnavailableError("")));
+  EXPECT_FALSE(IsPermanentRefusal(absl::DeadlineExceededError("")));
+  EXPECT_FALSE(IsPermanentRefusal(absl::UnauthenticatedError("")));
+  EXPECT_FALSE(IsPermanentRefusal(absl::ResourceExhaustedError("")));
+  EXPECT_FALSE(IsPermanentRefusal(absl::AbortedError("")));
+  EXPECT_FALSE(IsPermanentRefusal(absl::InternalError("")));
 }
 
 }  // namespace
