@@ -3,20 +3,63 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <functional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace custos {
+namespace {
+
+// The files' modification times: a rotated Secret changes them.
+std::string FileVersion(const MetricsTls& tls) {
+  std::string version;
+  for (const std::string& path : {tls.cert_file, tls.key_file}) {
+    struct stat info {};
+    if (stat(path.c_str(), &info) != 0) return "";
+    absl::StrAppend(&version, info.st_mtim.tv_sec, ".", info.st_mtim.tv_nsec,
+                    ";");
+  }
+  return version;
+}
+
+std::shared_ptr<SSL_CTX> LoadTlsContext(const MetricsTls& tls) {
+  std::shared_ptr<SSL_CTX> context(SSL_CTX_new(TLS_server_method()),
+                                   &SSL_CTX_free);
+  if (context == nullptr ||
+      SSL_CTX_set_min_proto_version(context.get(), TLS1_2_VERSION) != 1 ||
+      SSL_CTX_use_certificate_chain_file(context.get(),
+                                         tls.cert_file.c_str()) != 1 ||
+      SSL_CTX_use_PrivateKey_file(context.get(), tls.key_file.c_str(),
+                                  SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(context.get()) != 1) {
+    ERR_clear_error();
+    return nullptr;
+  }
+  return context;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
-    const std::string& listen, Metrics* metrics) {
+    const std::string& listen, Metrics* metrics, MetricsTls tls) {
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "metrics over TLS needs --tls_cert_file and --tls_key_file");
+  }
+  if (!tls.cert_file.empty() && LoadTlsContext(tls) == nullptr) {
+    return absl::InvalidArgumentError(
+        "metrics over TLS: cannot load --tls_cert_file / --tls_key_file");
+  }
   const size_t colon = listen.rfind(':');
   int port = 0;
   if (colon == std::string::npos ||
@@ -47,12 +90,16 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   }
   socklen_t size = sizeof(address);
   getsockname(listener, reinterpret_cast<sockaddr*>(&address), &size);
-  return std::unique_ptr<MetricsServer>(
-      new MetricsServer(listener, ntohs(address.sin_port), metrics));
+  return std::unique_ptr<MetricsServer>(new MetricsServer(
+      listener, ntohs(address.sin_port), metrics, std::move(tls)));
 }
 
-MetricsServer::MetricsServer(int listener, int port, Metrics* metrics)
-    : listener_(listener), port_(port), metrics_(metrics) {
+MetricsServer::MetricsServer(int listener, int port, Metrics* metrics,
+                             MetricsTls tls)
+    : listener_(listener),
+      port_(port),
+      metrics_(metrics),
+      tls_(std::move(tls)) {
   thread_ = std::thread([this] { Serve(); });
 }
 
@@ -60,6 +107,19 @@ MetricsServer::~MetricsServer() {
   shutdown(listener_, SHUT_RDWR);  // ends accept()
   thread_.join();
   close(listener_);
+}
+
+std::shared_ptr<SSL_CTX> MetricsServer::TlsContext() {
+  const std::string version = FileVersion(tls_);
+  if (tls_context_ == nullptr || version != tls_version_) {
+    // A half-rotated pair (new certificate, old key) fails to load; the
+    // previous context serves until both files match.
+    if (std::shared_ptr<SSL_CTX> fresh = LoadTlsContext(tls_)) {
+      tls_context_ = std::move(fresh);
+      tls_version_ = version;
+    }
+  }
+  return tls_context_;
 }
 
 void MetricsServer::Serve() {
@@ -73,11 +133,37 @@ void MetricsServer::Serve() {
     timeval timeout{2, 0};
     setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
     setsockopt(connection, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+    // Plain reads and writes, or TLS ones over the same socket.
+    std::unique_ptr<SSL, decltype(&SSL_free)> ssl(nullptr, &SSL_free);
+    std::function<ssize_t(char*, size_t)> receive = [connection](char* data,
+                                                                 size_t size) {
+      return read(connection, data, size);
+    };
+    std::function<ssize_t(const char*, size_t)> send =
+        [connection](const char* data, size_t size) {
+          return write(connection, data, size);
+        };
+    if (!tls_.cert_file.empty()) {
+      std::shared_ptr<SSL_CTX> context = TlsContext();
+      if (context != nullptr) ssl.reset(SSL_new(context.get()));
+      if (ssl == nullptr || SSL_set_fd(ssl.get(), connection) != 1 ||
+          SSL_accept(ssl.get()) != 1) {
+        ERR_clear_error();
+        close(connection);
+        continue;
+      }
+      receive = [s = ssl.get()](char* data, size_t size) -> ssize_t {
+        return SSL_read(s, data, static_cast<int>(size));
+      };
+      send = [s = ssl.get()](const char* data, size_t size) -> ssize_t {
+        return SSL_write(s, data, static_cast<int>(size));
+      };
+    }
     std::string request;
     char buffer[2048];
     while (request.find("\r\n\r\n") == std::string::npos &&
            request.size() < 16384) {
-      const ssize_t got = read(connection, buffer, sizeof(buffer));
+      const ssize_t got = receive(buffer, sizeof(buffer));
       if (got <= 0) break;
       request.append(buffer, static_cast<size_t>(got));
     }
@@ -97,10 +183,13 @@ void MetricsServer::Serve() {
     size_t sent = 0;
     while (sent < answer.size()) {
       const ssize_t wrote =
-          write(connection, answer.data() + sent, answer.size() - sent);
+          send(answer.data() + sent,
+               std::min<size_t>(answer.size() - sent, 1 << 20));
       if (wrote <= 0) break;
       sent += static_cast<size_t>(wrote);
     }
+    if (ssl != nullptr) SSL_shutdown(ssl.get());
+    ERR_clear_error();
     close(connection);
   }
 }

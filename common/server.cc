@@ -13,12 +13,26 @@
 #include "common/metrics_server.h"
 #include "common/tls.h"
 #include "grpc/health/v1/health.pb.h"
+#include "grpc/support/log.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 
 namespace custos {
 namespace {
+
+// gRPC core's own log lines (a failed TLS handshake, a bad peer) go into
+// the JSON log like everything else, so the log stays one JSON object per
+// line.
+void LogGrpcCore(gpr_log_func_args* args) {
+  const char* level = args->severity == GPR_LOG_SEVERITY_ERROR  ? "error"
+                      : args->severity == GPR_LOG_SEVERITY_INFO ? "info"
+                                                                : "debug";
+  Log(level, args->message,
+      {{"source", "grpc"},
+       {"file", args->file != nullptr ? args->file : ""},
+       {"line", absl::StrCat(args->line)}});
+}
 
 sigset_t TerminationSignals() {
   sigset_t signals;
@@ -31,6 +45,7 @@ sigset_t TerminationSignals() {
 }  // namespace
 
 void BlockTerminationSignals() {
+  gpr_set_log_function(&LogGrpcCore);
   sigset_t signals = TerminationSignals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 }
@@ -53,8 +68,11 @@ absl::Status ServeUntilTerminated(const ServerOptions& options,
   if (!credentials.ok()) return credentials.status();
   std::unique_ptr<MetricsServer> metrics;
   if (!options.metrics_listen.empty()) {
-    auto started =
-        MetricsServer::Start(options.metrics_listen, &Metrics::Default());
+    auto started = MetricsServer::Start(
+        options.metrics_listen, &Metrics::Default(),
+        options.metrics_tls
+            ? MetricsTls{options.tls_cert_file, options.tls_key_file}
+            : MetricsTls{});
     if (!started.ok()) return started.status();
     metrics = *std::move(started);
     Log("info", "serving metrics",

@@ -34,10 +34,13 @@ struct ServerOptions {
   // host:port serving Prometheus metrics (Metrics::Default()) at /metrics;
   // empty: none.
   std::string metrics_listen;
+  // Metrics over HTTPS with the listener's certificate (tls_cert_file).
+  bool metrics_tls = false;
 };
 
 // Blocks SIGTERM and SIGINT in the calling thread and every thread it starts
-// later, so that ServeUntilTerminated can wait for them. Call first in main.
+// later, so that ServeUntilTerminated can wait for them, and sends gRPC
+// core's log lines into the JSON log. Call first in main.
 void BlockTerminationSignals();
 
 // Serves `services` plus grpc.health.v1 and server reflection, with

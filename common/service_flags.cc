@@ -51,6 +51,8 @@ ABSL_FLAG(std::string, peer_tls_key_file, "",
 ABSL_FLAG(absl::Duration, tls_reload_interval, absl::Seconds(10),
           "how often TLS certificate, key and CA files are checked for "
           "rotation");
+ABSL_FLAG(bool, metrics_tls, false,
+          "serve /metrics over HTTPS with --tls_cert_file/--tls_key_file");
 ABSL_FLAG(std::string, metrics_listen, "",
           "host:port serving Prometheus metrics at /metrics; empty = none");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
@@ -129,6 +131,7 @@ ServerOptions ServerOptionsFromFlags(std::string listen,
       absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.health_listen = absl::GetFlag(FLAGS_health_listen);
+  options.metrics_tls = absl::GetFlag(FLAGS_metrics_tls);
   options.tls_reload_interval = absl::GetFlag(FLAGS_tls_reload_interval);
   options.health_service_names = std::move(health_names);
   return options;

@@ -4,17 +4,22 @@
 // Every pair of services is exercised while the whole stack serves; then the
 // ways a caller without the right certificate is refused, the plaintext
 // health listener for probes, and a certificate rotated without a restart.
+#include <curl/curl.h>
+
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "custos/access/v1/access_service.grpc.pb.h"
 #include "custos/customers/v1/customers_service.grpc.pb.h"
 #include "custos/notifications/v1/notifications_service.grpc.pb.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/support/http_receiver.h"
@@ -120,7 +125,8 @@ class TlsStackTest : public ::testing::Test {
         "--peer_tls_ca_file=" + pki_->Cert("ca"),
         "--peer_tls_cert_file=" + pki_->Cert(leaf),
         "--peer_tls_key_file=" + pki_->Key(leaf),
-        "--tls_reload_interval=1s"};
+        "--tls_reload_interval=1s",
+        "--metrics_tls"};
     args.insert(args.end(), tls.begin(), tls.end());
     node->process = std::make_unique<ServiceProcess>(binary, args);
     // Readiness is asked on the plaintext health listener, as a Kubernetes
@@ -257,11 +263,36 @@ class TlsStackTest : public ::testing::Test {
     return false;
   }
 
-  // Waits (at most 15 s) until `node`'s metrics contain `sample`.
+  // GET https://127.0.0.1:port/metrics trusting the test CA; the body, or
+  // "" when the request failed.
+  std::string HttpsMetrics(int port) {
+    std::string body;
+    CURL* curl = curl_easy_init();
+    const std::string url =
+        absl::StrCat("https://127.0.0.1:", port, "/metrics");
+    const std::string ca = pki_->Cert("ca");
+    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(curl, CURLOPT_CAINFO, ca.c_str());
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(
+        curl, CURLOPT_WRITEFUNCTION,
+        +[](char* data, size_t size, size_t count, void* out) -> size_t {
+          static_cast<std::string*>(out)->append(data, size * count);
+          return size * count;
+        });
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+    const CURLcode result = curl_easy_perform(curl);
+    curl_easy_cleanup(curl);
+    return result == CURLE_OK ? body : "";
+  }
+
+  // Waits (at most 15 s) until `node`'s metrics (over HTTPS) contain
+  // `sample`.
   bool AwaitMetric(const Node& node, const std::string& sample) {
     const absl::Time give_up = absl::Now() + absl::Seconds(15);
     while (absl::Now() < give_up) {
-      if (absl::StrContains(HttpGet(node.metrics_port, "/metrics"), sample)) {
+      if (absl::StrContains(HttpsMetrics(node.metrics_port), sample)) {
         return true;
       }
       absl::SleepFor(absl::Milliseconds(50));
@@ -296,7 +327,7 @@ TEST_F(TlsStackTest, EveryPairOfServicesTalksOverMutualTls) {
   EXPECT_TRUE(AwaitMetric(customers_,
                           "custos_outbox_depth{destination="
                           "\"access\"} 0\n"));
-  EXPECT_THAT(HttpGet(customers_.metrics_port, "/metrics"),
+  EXPECT_THAT(HttpsMetrics(customers_.metrics_port),
               ::testing::Not(HasSubstr("custos_outbox_deliveries_total{"
                                        "destination=\"access\",result="
                                        "\"ok\"} 0\n")));
@@ -359,12 +390,34 @@ TEST_F(TlsStackTest, CallersWithoutTheRightCertificateAreRefused) {
     EXPECT_EQ(HealthCode(node->port, Client("client", "rogue-ca")),
               grpc::StatusCode::UNAVAILABLE);
   }
+  // The refused handshakes are logged as JSON like everything else.
+  for (const Node* node : {&customers_, &access_, &notifications_}) {
+    for (absl::string_view line :
+         absl::StrSplit(node->process->ReadLog(), '\n', absl::SkipEmpty())) {
+      google::protobuf::Struct parsed;
+      EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(std::string(line),
+                                                              &parsed)
+                      .ok())
+          << line;
+    }
+  }
   // Nothing got in: a refused caller wrote nothing.
   cv1::ListPartnersRequest list;
   cv1::ListPartnersResponse partners;
   ASSERT_TRUE(
       customers_stub_->ListPartners(As(admin_).get(), list, &partners).ok());
   EXPECT_EQ(partners.partners_size(), 0);
+}
+
+// Metrics carry tenant-shaped names and counts: with --metrics_tls they are
+// served over HTTPS only.
+TEST_F(TlsStackTest, MetricsAreServedOverTlsOnly) {
+  for (const Node* node : {&customers_, &access_, &notifications_}) {
+    EXPECT_THAT(HttpsMetrics(node->metrics_port),
+                HasSubstr("custos_database_backend"));
+    EXPECT_THAT(HttpGet(node->metrics_port, "/metrics"),
+                ::testing::Not(HasSubstr("custos_database_backend")));
+  }
 }
 
 TEST_F(TlsStackTest, ProbesUseAPlaintextListenerThatServesOnlyHealth) {
