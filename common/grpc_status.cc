@@ -1,6 +1,7 @@
 #include "common/grpc_status.h"
 
 #include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
@@ -10,6 +11,8 @@ namespace {
 
 constexpr absl::string_view kReasonPayload = "custos.dev/reason";
 constexpr absl::string_view kFieldPayload = "custos.dev/field";
+// Nanoseconds, in decimal.
+constexpr absl::string_view kRetryDelayPayload = "custos.dev/retry_delay";
 constexpr absl::string_view kDomain = "custos.dev";
 
 std::string PayloadOf(const absl::Status& status, absl::string_view url) {
@@ -32,12 +35,29 @@ absl::Status WithReason(absl::Status status, absl::string_view reason) {
   return status;
 }
 
+absl::Status WithRetryDelay(absl::Status status, absl::Duration delay) {
+  if (!status.ok()) {
+    status.SetPayload(
+        kRetryDelayPayload,
+        absl::Cord(absl::StrCat(absl::ToInt64Nanoseconds(delay))));
+  }
+  return status;
+}
+
 std::string ReasonOf(const absl::Status& status) {
   return PayloadOf(status, kReasonPayload);
 }
 
 std::string FieldOf(const absl::Status& status) {
   return PayloadOf(status, kFieldPayload);
+}
+
+std::optional<absl::Duration> RetryDelayOf(const absl::Status& status) {
+  int64_t nanos = 0;
+  if (!absl::SimpleAtoi(PayloadOf(status, kRetryDelayPayload), &nanos)) {
+    return std::nullopt;
+  }
+  return absl::Nanoseconds(nanos);
 }
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
@@ -58,6 +78,14 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
     violation->set_description(std::string(status.message()));
     details.add_details()->PackFrom(bad_request);
   }
+  if (std::optional<absl::Duration> delay = RetryDelayOf(status)) {
+    google::rpc::RetryInfo retry;
+    const int64_t seconds = absl::ToInt64Seconds(*delay);
+    retry.mutable_retry_delay()->set_seconds(seconds);
+    retry.mutable_retry_delay()->set_nanos(static_cast<int32_t>(
+        absl::ToInt64Nanoseconds(*delay - absl::Seconds(seconds))));
+    details.add_details()->PackFrom(retry);
+  }
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
                       std::string(status.message()),
                       details.SerializeAsString());
@@ -72,7 +100,15 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
       details.ParseFromString(status.error_details())) {
     for (const auto& any : details.details()) {
       google::rpc::ErrorInfo info;
-      if (any.UnpackTo(&info)) return WithReason(result, info.reason());
+      google::rpc::RetryInfo retry;
+      if (any.UnpackTo(&info)) {
+        if (ReasonOf(result).empty())
+          result = WithReason(result, info.reason());
+      } else if (any.UnpackTo(&retry)) {
+        result = WithRetryDelay(
+            result, absl::Seconds(retry.retry_delay().seconds()) +
+                        absl::Nanoseconds(retry.retry_delay().nanos()));
+      }
     }
   }
   return result;

@@ -64,6 +64,11 @@ absl::Status RpcRunner::Authenticate(const CallStart& start,
   return absl::OkStatus();
 }
 
+absl::Status RpcRunner::AdmitWrite(const CallContext& call) const {
+  if (call.principal.HasRole(kRoleService)) return absl::OkStatus();
+  return write_limiter_->Acquire(call.principal.subject);
+}
+
 void RpcRunner::Finish(grpc::CallbackServerContext* context,
                        grpc::ServerUnaryReactor* reactor,
                        absl::string_view method, const CallStart& start,

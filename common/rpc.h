@@ -1,6 +1,7 @@
 #ifndef CUSTOS_COMMON_RPC_H_
 #define CUSTOS_COMMON_RPC_H_
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -11,6 +12,7 @@
 #include "common/auth.h"
 #include "common/call_context.h"
 #include "common/executor.h"
+#include "common/rate_limiter.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/server_callback.h"
 
@@ -19,16 +21,22 @@ namespace custos {
 // The edge of every service: authenticates the bearer token, runs the handler
 // on the service's executor (never on gRPC's reaction threads), maps
 // absl::Status to grpc::Status with ErrorInfo, and logs one JSON line.
+// Writes (Write) are rate-limited per caller.
 // Thread-safe.
 class RpcRunner {
  public:
-  // REQUIRES: both outlive the runner.
-  RpcRunner(const JwtVerifier* verifier, Executor* executor)
-      : verifier_(verifier), executor_(executor) {}
+  // REQUIRES: both outlive the runner. `write_limit`: the per-caller limit on
+  // Write calls; by default from --write_rate_per_second / --write_burst, so
+  // construct the runner after the flags are parsed.
+  RpcRunner(const JwtVerifier* verifier, Executor* executor,
+            RateLimiterOptions write_limit = RateLimiterOptionsFromFlags())
+      : verifier_(verifier),
+        executor_(executor),
+        write_limiter_(std::make_unique<RateLimiter>(write_limit)) {}
 
-  // Runs `handler` on the executor: for writes, which may wait for SQLite's
-  // write lock, and for calls to peers. `handler`: absl::Status(const
-  // CallContext&, const Request&, Response*).
+  // Runs `handler` on the executor: for reads that may wait (calls to
+  // peers, Redis). Calls that change state use Write instead. `handler`:
+  // absl::Status(const CallContext&, const Request&, Response*).
   template <typename Request, typename Response, typename Handler>
   grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context,
                                   absl::string_view method,
@@ -39,7 +47,29 @@ class RpcRunner {
     executor_->Schedule([this, context, reactor, method, request, response,
                          start = std::move(start),
                          handler = std::move(handler)]() mutable {
-      Run(context, reactor, method, start, *request, response, handler);
+      Run(context, reactor, method, start, *request, response, handler,
+          /*write=*/false);
+    });
+    return reactor;
+  }
+
+  // As Unary (on the executor: a write may wait for the database's write
+  // lock), for every call that changes state. After authentication and
+  // before `handler` runs, the caller's write rate is checked (AdmitWrite):
+  // beyond it the call ends RESOURCE_EXHAUSTED with a RetryInfo, is logged
+  // like any other, and writes nothing.
+  template <typename Request, typename Response, typename Handler>
+  grpc::ServerUnaryReactor* Write(grpc::CallbackServerContext* context,
+                                  absl::string_view method,
+                                  const Request* request, Response* response,
+                                  Handler handler) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    CallStart start = Begin(context);
+    executor_->Schedule([this, context, reactor, method, request, response,
+                         start = std::move(start),
+                         handler = std::move(handler)]() mutable {
+      Run(context, reactor, method, start, *request, response, handler,
+          /*write=*/true);
     });
     return reactor;
   }
@@ -53,7 +83,8 @@ class RpcRunner {
                                       const Request* request,
                                       Response* response, Handler handler) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    Run(context, reactor, method, Begin(context), *request, response, handler);
+    Run(context, reactor, method, Begin(context), *request, response, handler,
+        /*write=*/false);
     return reactor;
   }
 
@@ -108,13 +139,17 @@ class RpcRunner {
   void Run(grpc::CallbackServerContext* context,
            grpc::ServerUnaryReactor* reactor, absl::string_view method,
            const CallStart& start, const Request& request, Response* response,
-           Handler& handler) const {
+           Handler& handler, bool write) const {
     CallContext call;
     absl::Status status = Authenticate(start, &call);
+    if (status.ok() && write) status = AdmitWrite(call);
     if (status.ok()) status = handler(call, request, response);
     Finish(context, reactor, method, start, call, status);
   }
   absl::Status Authenticate(const CallStart& start, CallContext* call) const;
+  // The write rate limit, per principal subject. Role `service` is exempt:
+  // peers deliver whole outbox batches as fast as they can.
+  absl::Status AdmitWrite(const CallContext& call) const;
   static void Finish(grpc::CallbackServerContext* context,
                      grpc::ServerUnaryReactor* reactor,
                      absl::string_view method, const CallStart& start,
@@ -122,6 +157,8 @@ class RpcRunner {
 
   const JwtVerifier* verifier_;
   Executor* executor_;
+  // Behind a pointer: thread-safe itself, used from const methods.
+  std::unique_ptr<RateLimiter> write_limiter_;
 };
 
 }  // namespace custos

@@ -11,6 +11,7 @@
 #include "common/json_log.h"
 #include "common/metrics.h"
 #include "common/metrics_server.h"
+#include "common/proto_input_guard.h"
 #include "common/tls.h"
 #include "grpc/health/v1/health.pb.h"
 #include "grpc/support/log.h"
@@ -59,6 +60,9 @@ absl::Status ServeUntilTerminated(const ServerOptions& options,
   // lock order in a global graph: measurable on each RPC, and our lock order
   // is fixed by construction (tests run with sanitizers instead).
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  // libprotobuf's own lines become JSON; a request that does not parse
+  // (invalid UTF-8 in a string field) is INVALID_ARGUMENT naming the field.
+  InstallProtobufLogHandler();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
@@ -90,6 +94,11 @@ absl::Status ServeUntilTerminated(const ServerOptions& options,
   builder.AddChannelArgument(
       GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(InvalidInputInterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   for (grpc::Service* service : services) builder.RegisterService(service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {

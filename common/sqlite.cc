@@ -1,10 +1,18 @@
 #include "common/sqlite.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/json_log.h"
 #include "common/status_macros.h"
 
 namespace custos {
@@ -32,6 +40,69 @@ absl::Status SqliteError(sqlite3* db, int code, absl::string_view what) {
     default:
       return absl::InternalError(message);
   }
+}
+
+// Owner read/write only: the store holds audit logs and webhook secrets.
+constexpr mode_t kFileMode = 0600;
+
+// Removes group and other access from an existing `path` (to kFileMode),
+// with a warning; OK when `path` does not exist. By path, never through an
+// open descriptor: closing a descriptor would drop the POSIX locks this
+// process's SQLite connections may hold on the same file.
+absl::Status TightenExisting(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return absl::InternalError(
+        absl::StrCat("stat ", path, ": ", std::strerror(errno)));
+  }
+  const mode_t was = st.st_mode & 07777;
+  if ((was & 077) == 0) return absl::OkStatus();
+  if (chmod(path.c_str(), kFileMode) != 0) {
+    return absl::InternalError(absl::StrFormat(
+        "%s is accessible to others (mode %04o) and cannot be restricted to "
+        "%04o: %s",
+        path, was, kFileMode, std::strerror(errno)));
+  }
+  Log("warning", "database file was accessible to others; restricted it",
+      {{"path", path},
+       {"was", absl::StrFormat("%04o", was)},
+       {"now", absl::StrFormat("%04o", kFileMode)}});
+  return absl::OkStatus();
+}
+
+// Creates the database file with kFileMode before SQLite would (0644 less
+// the umask), or tightens an existing one. What SQLite's unix VFS creates
+// next to it (-wal, -shm, -journal) takes the database file's permissions
+// regardless of the umask; such files left by an earlier run are tightened
+// here too. Errors: INTERNAL when a file cannot be created or restricted
+// (e.g. it belongs to another user).
+absl::Status RestrictToOwner(const std::string& path) {
+  // In-memory databases and URI filenames have no file of that name.
+  if (path == ":memory:" || absl::StartsWith(path, "file:")) {
+    return absl::OkStatus();
+  }
+  const int fd =
+      open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kFileMode);
+  if (fd >= 0) {
+    // The umask may have taken more than group and other bits away.
+    const int rc = fchmod(fd, kFileMode);
+    const int error = errno;
+    close(fd);
+    if (rc != 0) {
+      return absl::InternalError(
+          absl::StrCat("chmod ", path, ": ", std::strerror(error)));
+    }
+  } else if (errno != EEXIST) {
+    return absl::InternalError(
+        absl::StrCat("create ", path, ": ", std::strerror(errno)));
+  } else {
+    RETURN_IF_ERROR(TightenExisting(path));
+  }
+  for (const char* suffix : {"-wal", "-shm", "-journal"}) {
+    RETURN_IF_ERROR(TightenExisting(absl::StrCat(path, suffix)));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -149,6 +220,7 @@ int SqliteConnection::Changes() const { return sqlite3_changes(db_); }
 
 absl::StatusOr<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(
     const SqliteOptions& options, const std::vector<Migration>& migrations) {
+  RETURN_IF_ERROR(RestrictToOwner(options.path));
   std::unique_ptr<SqliteDatabase> database(new SqliteDatabase);
   for (int i = 0; i < std::max(1, options.pool_size); ++i) {
     ASSIGN_OR_RETURN(

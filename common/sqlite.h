@@ -85,6 +85,10 @@ class SqliteDatabase : public Database {
   // Opens (creating if needed) and applies every migration with a version
   // above the stored one, each in its own IMMEDIATE transaction, so several
   // processes starting at once apply each migration exactly once.
+  // The file and its -wal/-shm are owner-only (0600): created so, or
+  // tightened to 0600 with a warning log line when an existing one allowed
+  // group or other access. Errors: INTERNAL when that is not possible (e.g.
+  // another user owns the file); then nothing is opened.
   static absl::StatusOr<std::unique_ptr<SqliteDatabase>> Open(
       const SqliteOptions& options, const std::vector<Migration>& migrations);
 

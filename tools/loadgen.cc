@@ -33,9 +33,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -90,6 +92,10 @@ ABSL_FLAG(absl::Duration, deadline, absl::Seconds(5),
           "Deadline of each call. At most 1m.");
 ABSL_FLAG(int, channels, 4,
           "Channels (TCP connections) the calls are spread across.");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "CA of the target's certificate; set = TLS");
+ABSL_FLAG(std::string, tls_cert_file, "", "client certificate (mTLS)");
+ABSL_FLAG(std::string, tls_key_file, "", "client key (mTLS)");
 ABSL_FLAG(bool, json, false,
           "Print one JSON summary line instead of the table.");
 
@@ -178,6 +184,7 @@ struct Settings {
   absl::Duration duration;
   absl::Duration deadline;
   int64_t count;  // 0: no limit
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
 };
 
 class LoadRun;
@@ -209,7 +216,7 @@ class LoadRun {
       args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
       args.SetInt("custos.loadgen.channel", i);
       channels_.push_back(grpc::CreateCustomChannel(
-          settings_.target, grpc::InsecureChannelCredentials(), args));
+          settings_.target, settings_.credentials, args));
       if (!channels_.back()->WaitForConnected(
               absl::ToChronoTime(absl::Now() + absl::Seconds(10)))) {
         return absl::UnavailableError(absl::StrCat(
@@ -418,6 +425,22 @@ Settings SettingsFromFlags(bool duration_given) {
   settings.duration = absl::GetFlag(FLAGS_duration);
   settings.deadline = absl::GetFlag(FLAGS_deadline);
   settings.count = absl::GetFlag(FLAGS_count);
+  settings.credentials = grpc::InsecureChannelCredentials();
+  if (const std::string ca = absl::GetFlag(FLAGS_tls_ca_file); !ca.empty()) {
+    auto read = [](const std::string& path) {
+      std::ifstream in(path, std::ios::binary);
+      std::stringstream contents;
+      contents << in.rdbuf();
+      return contents.str();
+    };
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = read(ca);
+    if (!absl::GetFlag(FLAGS_tls_cert_file).empty()) {
+      ssl.pem_cert_chain = read(absl::GetFlag(FLAGS_tls_cert_file));
+      ssl.pem_private_key = read(absl::GetFlag(FLAGS_tls_key_file));
+    }
+    settings.credentials = grpc::SslCredentials(ssl);
+  }
   if (settings.count > 0 && !duration_given) settings.duration = kMaxRun;
   if (settings.concurrency < 1 || settings.concurrency > kMaxConcurrency) {
     Die(absl::StrCat("--concurrency must be in [1, ", kMaxConcurrency, "]"));

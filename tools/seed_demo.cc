@@ -19,6 +19,11 @@ ABSL_FLAG(std::string, customers_address, "127.0.0.1:50052",
           "CustomerManagementService address");
 ABSL_FLAG(std::string, access_address, "",
           "AccessService address; empty: seed customers only");
+ABSL_FLAG(
+    std::string, tls_ca_file, "",
+    "CA of the services' certificates; set = TLS (tools/dev-stack --tls)");
+ABSL_FLAG(std::string, tls_cert_file, "", "client certificate (mTLS)");
+ABSL_FLAG(std::string, tls_key_file, "", "client key (mTLS)");
 ABSL_FLAG(std::string, secret_file, ".custos/dev/jwt-hs256.secret",
           "HS256 secret the stack verifies tokens with");
 
@@ -214,10 +219,24 @@ class AccessSeeder {
 
 }  // namespace
 
+// Plaintext, or TLS with a client certificate when --tls_ca_file is set.
+std::shared_ptr<grpc::ChannelCredentials> Credentials() {
+  if (absl::GetFlag(FLAGS_tls_ca_file).empty()) {
+    return grpc::InsecureChannelCredentials();
+  }
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ReadFile(absl::GetFlag(FLAGS_tls_ca_file));
+  if (!absl::GetFlag(FLAGS_tls_cert_file).empty()) {
+    ssl.pem_cert_chain = ReadFile(absl::GetFlag(FLAGS_tls_cert_file));
+    ssl.pem_private_key = ReadFile(absl::GetFlag(FLAGS_tls_key_file));
+  }
+  return grpc::SslCredentials(ssl);
+}
+
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   Seeder seed(grpc::CreateChannel(absl::GetFlag(FLAGS_customers_address),
-                                  grpc::InsecureChannelCredentials()),
+                                  Credentials()),
               ReadFile(absl::GetFlag(FLAGS_secret_file)));
   // A reseller with an admin (bill) and a user (sally).
   seed.Partner("northwind", "Northwind Resellers");
@@ -248,9 +267,7 @@ int main(int argc, char** argv) {
   if (const std::string address = absl::GetFlag(FLAGS_access_address);
       !address.empty()) {
     namespace av1 = custos::access::v1;
-    AccessSeeder access(
-        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()),
-        &seed);
+    AccessSeeder access(grpc::CreateChannel(address, Credentials()), &seed);
     // The seed's story: Bill administers Acme's site (Customer Care approved
     // him, as the site had no administrator); he approved Sally and Joan.
     access.Site("acme-sid", "Acme Inc", "customers/acme");

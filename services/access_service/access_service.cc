@@ -25,28 +25,36 @@ AccessService::WatchPermissionChanges(
     const v1::WatchPermissionChangesRequest* request) {
   const absl::Time start = absl::Now();
   CallContext call;
+  absl::StatusOr<StreamQuota::Lease> lease;
   absl::StatusOr<std::optional<WatchPosition>> from;
   absl::Status status = runner_.AuthenticateStream(context, &call);
+  if (status.ok()) {
+    // The caller's stream cap, before anything is read.
+    lease = watch_hub_->quota()->Acquire(call.principal.subject);
+    status = lease.status();
+  }
   if (status.ok()) {
     from = logic_->PrepareWatch(call, *request);
     status = from.status();
   }
   if (!status.ok()) {
     RpcRunner::LogStream("WatchPermissionChanges", start, call, status);
-    return new RefusedWatch(ToGrpcStatus(status));
+    return new RefusedWatch(ToGrpcStatus(status));  // `lease` given back
   }
   auto stream = std::make_shared<WatchStream>(
-      watch_hub_, *std::move(from), [call, start](const grpc::Status& done) {
+      watch_hub_, *std::move(from),
+      [call, start](const grpc::Status& done) {
         RpcRunner::LogStream("WatchPermissionChanges", start, call,
                              FromGrpcStatus(done));
-      });
+      },
+      *std::move(lease));
   return WatchStream::Start(std::move(stream));  // reads on the hub's thread
 }
 
 grpc::ServerUnaryReactor* AccessService::CreateSite(
     grpc::CallbackServerContext* context, const v1::CreateSiteRequest* request,
     v1::Site* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "CreateSite", request, response,
       [this](const CallContext& call, const v1::CreateSiteRequest& req,
              v1::Site* resp) -> absl::Status {
@@ -82,7 +90,7 @@ grpc::ServerUnaryReactor* AccessService::ListSites(
 grpc::ServerUnaryReactor* AccessService::UpdateSite(
     grpc::CallbackServerContext* context, const v1::UpdateSiteRequest* request,
     v1::Site* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "UpdateSite", request, response,
       [this](const CallContext& call, const v1::UpdateSiteRequest& req,
              v1::Site* resp) -> absl::Status {
@@ -119,7 +127,7 @@ grpc::ServerUnaryReactor* AccessService::GetSiteMember(
 grpc::ServerUnaryReactor* AccessService::UpdateSiteMember(
     grpc::CallbackServerContext* context,
     const v1::UpdateSiteMemberRequest* request, v1::SiteMember* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "UpdateSiteMember", request, response,
       [this](const CallContext& call, const v1::UpdateSiteMemberRequest& req,
              v1::SiteMember* resp) -> absl::Status {
@@ -132,7 +140,7 @@ grpc::ServerUnaryReactor* AccessService::DeleteSiteMember(
     grpc::CallbackServerContext* context,
     const v1::DeleteSiteMemberRequest* request,
     v1::DeleteSiteMemberResponse* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "DeleteSiteMember", request, response,
       [this](const CallContext& call, const v1::DeleteSiteMemberRequest& req,
              v1::DeleteSiteMemberResponse* resp) -> absl::Status {
@@ -145,7 +153,7 @@ grpc::ServerUnaryReactor* AccessService::CreateAccessRequest(
     grpc::CallbackServerContext* context,
     const v1::CreateAccessRequestRequest* request,
     v1::AccessRequest* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "CreateAccessRequest", request, response,
       [this](const CallContext& call, const v1::CreateAccessRequestRequest& req,
              v1::AccessRequest* resp) -> absl::Status {
@@ -183,7 +191,7 @@ grpc::ServerUnaryReactor* AccessService::ApproveAccessRequest(
     grpc::CallbackServerContext* context,
     const v1::ApproveAccessRequestRequest* request,
     v1::AccessRequest* response) {
-  return runner_.Unary(context, "ApproveAccessRequest", request, response,
+  return runner_.Write(context, "ApproveAccessRequest", request, response,
                        [this](const CallContext& call,
                               const v1::ApproveAccessRequestRequest& req,
                               v1::AccessRequest* resp) -> absl::Status {
@@ -197,7 +205,7 @@ grpc::ServerUnaryReactor* AccessService::RejectAccessRequest(
     grpc::CallbackServerContext* context,
     const v1::RejectAccessRequestRequest* request,
     v1::AccessRequest* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "RejectAccessRequest", request, response,
       [this](const CallContext& call, const v1::RejectAccessRequestRequest& req,
              v1::AccessRequest* resp) -> absl::Status {
@@ -210,7 +218,7 @@ grpc::ServerUnaryReactor* AccessService::CancelAccessRequest(
     grpc::CallbackServerContext* context,
     const v1::CancelAccessRequestRequest* request,
     v1::AccessRequest* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "CancelAccessRequest", request, response,
       [this](const CallContext& call, const v1::CancelAccessRequestRequest& req,
              v1::AccessRequest* resp) -> absl::Status {
@@ -222,7 +230,7 @@ grpc::ServerUnaryReactor* AccessService::CancelAccessRequest(
 grpc::ServerUnaryReactor* AccessService::CreatePilot(
     grpc::CallbackServerContext* context, const v1::CreatePilotRequest* request,
     v1::Pilot* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "CreatePilot", request, response,
       [this](const CallContext& call, const v1::CreatePilotRequest& req,
              v1::Pilot* resp) -> absl::Status {
@@ -234,7 +242,7 @@ grpc::ServerUnaryReactor* AccessService::CreatePilot(
 grpc::ServerUnaryReactor* AccessService::AddPilotParticipant(
     grpc::CallbackServerContext* context,
     const v1::AddPilotParticipantRequest* request, v1::Pilot* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "AddPilotParticipant", request, response,
       [this](const CallContext& call, const v1::AddPilotParticipantRequest& req,
              v1::Pilot* resp) -> absl::Status {
@@ -246,7 +254,7 @@ grpc::ServerUnaryReactor* AccessService::AddPilotParticipant(
 grpc::ServerUnaryReactor* AccessService::RemovePilotParticipant(
     grpc::CallbackServerContext* context,
     const v1::RemovePilotParticipantRequest* request, v1::Pilot* response) {
-  return runner_.Unary(context, "RemovePilotParticipant", request, response,
+  return runner_.Write(context, "RemovePilotParticipant", request, response,
                        [this](const CallContext& call,
                               const v1::RemovePilotParticipantRequest& req,
                               v1::Pilot* resp) -> absl::Status {
@@ -259,7 +267,7 @@ grpc::ServerUnaryReactor* AccessService::RemovePilotParticipant(
 grpc::ServerUnaryReactor* AccessService::UpdatePilot(
     grpc::CallbackServerContext* context, const v1::UpdatePilotRequest* request,
     v1::Pilot* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "UpdatePilot", request, response,
       [this](const CallContext& call, const v1::UpdatePilotRequest& req,
              v1::Pilot* resp) -> absl::Status {
@@ -333,7 +341,7 @@ grpc::ServerUnaryReactor* AccessService::NotifyCustomerChanged(
     grpc::CallbackServerContext* context,
     const v1::NotifyCustomerChangedRequest* request,
     v1::NotifyCustomerChangedResponse* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "NotifyCustomerChanged", request, response,
       [this](const CallContext& call,
              const v1::NotifyCustomerChangedRequest& req,

@@ -12,7 +12,9 @@ namespace custos::access {
 // runs AccessLogic and maps its status. Writes and anything that may wait on
 // Redis, SQLite's write lock or CustomerManagementService run on the
 // executor; a CheckPermission answered from memory completes on gRPC's
-// thread (see RpcRunner::UnaryFastOrBlocking).
+// thread (see RpcRunner::UnaryFastOrBlocking). Every method that changes
+// state goes through RpcRunner::Write (rate-limited per caller); each caller
+// holds at most --max_streams_per_user watch streams (WatchHub::quota).
 // Thread-safe.
 class AccessService final : public v1::AccessService::CallbackService {
  public:

@@ -14,8 +14,10 @@ constexpr int kBatch = 200;
 }  // namespace
 
 WatchHub::WatchHub(PermissionChangeLog* log, absl::Duration poll_interval,
-                   int max_streams)
-    : log_(log), max_streams_(max_streams) {
+                   int max_streams, int max_streams_per_user)
+    : log_(log),
+      max_streams_(max_streams),
+      quota_(max_streams_per_user, "WatchPermissionChanges") {
   thread_ = std::thread([this, poll_interval] {
     while (true) {
       {
@@ -72,8 +74,12 @@ void WatchHub::Shutdown() {
 }
 
 WatchStream::WatchStream(WatchHub* hub, std::optional<WatchPosition> from,
-                         std::function<void(const grpc::Status&)> on_done)
-    : hub_(hub), on_done_(std::move(on_done)), position_(std::move(from)) {}
+                         std::function<void(const grpc::Status&)> on_done,
+                         StreamQuota::Lease lease)
+    : hub_(hub),
+      on_done_(std::move(on_done)),
+      lease_(std::move(lease)),
+      position_(std::move(from)) {}
 
 WatchStream* WatchStream::Start(std::shared_ptr<WatchStream> stream) {
   WatchStream* raw = stream.get();
@@ -219,6 +225,9 @@ void WatchStream::OnDone() {
     status = finish_status_;
   }
   if (registered) hub_->Remove(this);
+  // Now, not when the last reference goes: the hub's thread may still hold
+  // one for a moment, and the caller may already be reconnecting.
+  lease_.Release();
   on_done_(status);
   // Dropped last: may free this object.
   std::shared_ptr<WatchStream> keep = std::move(self_);

@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/stream_quota.h"
 #include "custos/access/v1/access_service.grpc.pb.h"
 #include "grpcpp/support/server_callback.h"
 #include "services/access_service/permission_change_log.h"
@@ -24,15 +25,20 @@ class WatchStream;
 // over the network — each `poll_interval` (the log is written by every
 // replica, so reading it is how a stream hears of all of them) and at once
 // when a stream finished a write and has more to send: no read ever blocks
-// one of gRPC's threads.
+// one of gRPC's threads. Two caps bound the streams: `max_streams` on this
+// replica (Add) and `max_streams_per_user` per caller (quota(), taken before
+// the stream reads anything).
 // Thread-safe.
 class WatchHub {
  public:
+  // `max_streams_per_user`: by default --max_streams_per_user; 0 = no cap.
   WatchHub(PermissionChangeLog* log, absl::Duration poll_interval,
-           int max_streams);
+           int max_streams, int max_streams_per_user = MaxStreamsPerUserFlag());
   ~WatchHub();
 
   PermissionChangeLog* log() { return log_; }
+  // Live streams per caller; a stream holds its lease until OnDone.
+  StreamQuota* quota() { return &quota_; }
   // False when `max_streams` are live already, or after Shutdown.
   bool Add(std::shared_ptr<WatchStream> stream);
   void Remove(WatchStream* stream);
@@ -46,6 +52,7 @@ class WatchHub {
 
   PermissionChangeLog* const log_;
   const int max_streams_;
+  StreamQuota quota_;
   absl::Mutex mu_;
   absl::flat_hash_map<WatchStream*, std::shared_ptr<WatchStream>> streams_
       ABSL_GUARDED_BY(mu_);
@@ -66,9 +73,11 @@ class WatchStream final
     : public grpc::ServerWriteReactor<v1::WatchPermissionChangesResponse> {
  public:
   // `from`: the resume token's position, or nullopt for the head.
-  // `on_done(status)` is called once, for logging.
+  // `on_done(status)` is called once, for logging. `lease`: the caller's
+  // share of hub->quota(), given back when the stream is done.
   WatchStream(WatchHub* hub, std::optional<WatchPosition> from,
-              std::function<void(const grpc::Status&)> on_done);
+              std::function<void(const grpc::Status&)> on_done,
+              StreamQuota::Lease lease);
 
   // Registers with the hub (or finishes RESOURCE_EXHAUSTED) and has it read.
   // Returns the reactor to hand to gRPC.
@@ -93,6 +102,8 @@ class WatchStream final
 
   WatchHub* const hub_;
   const std::function<void(const grpc::Status&)> on_done_;
+  // Touched only by the constructor and OnDone.
+  StreamQuota::Lease lease_;
 
   absl::Mutex mu_;
   // nullopt until started from the head.

@@ -104,6 +104,18 @@ absl::Status RequirePartner(Connection& db, const Principal& principal,
   return absl::OkStatus();
 }
 
+// What a caller who is not a platform admin is to a customer (R4). A
+// partner's users act through the partner even when they are also listed as
+// users of the customer.
+Standing CustomerStanding(const CustomerAndCaller& found) {
+  if (found.partner_role) {
+    return *found.partner_role == v1::PARTNER_ROLE_PARTNER_ADMIN
+               ? Standing::kPartnerAdmin
+               : Standing::kPartnerUser;
+  }
+  return found.is_customer_user ? Standing::kCustomerUser : Standing::kNone;
+}
+
 // Loads a customer for a caller who needs at least `needed` standing (R4).
 absl::StatusOr<v1::Customer> LoadCustomer(Connection& db,
                                           const Principal& principal,
@@ -119,17 +131,7 @@ absl::StatusOr<v1::Customer> LoadCustomer(Connection& db,
     return std::move(found->customer);
   }
   if (!found) return Denied(action, name);
-  // A partner's users act through the partner even when they are also
-  // listed as users of the customer.
-  Standing standing = Standing::kNone;
-  if (found->partner_role) {
-    standing = *found->partner_role == v1::PARTNER_ROLE_PARTNER_ADMIN
-                   ? Standing::kPartnerAdmin
-                   : Standing::kPartnerUser;
-  } else if (found->is_customer_user) {
-    standing = Standing::kCustomerUser;
-  }
-  if (standing < needed) return Denied(action, name);
+  if (CustomerStanding(*found) < needed) return Denied(action, name);
   return std::move(found->customer);
 }
 
@@ -609,12 +611,20 @@ absl::StatusOr<v1::Customer> CustomerManagement::CreateCustomer(
   const IdempotencyKey key{call.principal.subject, "CreateCustomer",
                            request.request_id()};
   const std::string fingerprint = RequestFingerprint(request);
+  // Customer ids are global, so a requested id may be another partner's
+  // customer. ALREADY_EXISTS for it would tell the caller that a customer it
+  // may not see exists (§3): it gets the refusal of a caller without the
+  // partner's standing instead, whose message depends on the request alone.
+  const absl::Status denied =
+      request.customer_id().empty()
+          ? Denied("create customers of", customer.partner())
+          : Denied("create", absl::StrCat("customers/", request.customer_id()));
   v1::Customer result;
   RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
     if (!partner_id.empty()) {
-      RETURN_IF_ERROR(RequirePartner(db, call.principal, partner_id,
-                                     Standing::kPartnerAdmin,
-                                     "create customers of"));
+      ASSIGN_OR_RETURN(Standing standing,
+                       PartnerStanding(db, call.principal, partner_id));
+      if (standing < Standing::kPartnerAdmin) return denied;
     }
     ASSIGN_OR_RETURN(bool replayed, Replayed(db, key, fingerprint, &result));
     if (replayed) return absl::OkStatus();
@@ -623,13 +633,26 @@ absl::StatusOr<v1::Customer> CustomerManagement::CreateCustomer(
                                            customer.account_manager()));
     std::string id =
         request.customer_id().empty() ? ids_->NewId() : request.customer_id();
-    ASSIGN_OR_RETURN(auto existing, CustomerStore::FindCustomer(db, id));
+    ASSIGN_OR_RETURN(auto existing, CustomerStore::FindCustomerAndCaller(
+                                        db, id, call.principal.subject));
     if (existing) {
+      if (!call.principal.HasRole(kRolePlatformAdmin) &&
+          CustomerStanding(*existing) < Standing::kCustomerUser) {
+        return denied;
+      }
       return absl::AlreadyExistsError(
           absl::StrCat("customers/", id, " already exists"));
     }
     const absl::Time now = clock_->Now();
-    RETURN_IF_ERROR(CustomerStore::InsertCustomer(db, id, row, now));
+    absl::Status inserted = CustomerStore::InsertCustomer(db, id, row, now);
+    // Another replica created the id since the check. Whose it is cannot be
+    // read in a failed transaction, so it is treated as one the caller may
+    // not see.
+    if (absl::IsAlreadyExists(inserted) &&
+        !call.principal.HasRole(kRolePlatformAdmin)) {
+      return denied;
+    }
+    RETURN_IF_ERROR(inserted);
     ASSIGN_OR_RETURN(std::string token, AnnounceCustomer(db, id, false, now));
     ASSIGN_OR_RETURN(auto created, CustomerStore::FindCustomer(db, id));
     result = *created;

@@ -7,7 +7,7 @@ namespace custos::customers {
 grpc::ServerUnaryReactor* CustomerManagementService::CreatePartner(
     grpc::CallbackServerContext* context,
     const v1::CreatePartnerRequest* request, v1::Partner* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "CreatePartner", request, response,
       [this](const CallContext& call, const v1::CreatePartnerRequest& req,
              v1::Partner* resp) -> absl::Status {
@@ -44,7 +44,7 @@ grpc::ServerUnaryReactor* CustomerManagementService::ListPartners(
 grpc::ServerUnaryReactor* CustomerManagementService::CreatePartnerUser(
     grpc::CallbackServerContext* context,
     const v1::CreatePartnerUserRequest* request, v1::PartnerUser* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "CreatePartnerUser", request, response,
       [this](const CallContext& call, const v1::CreatePartnerUserRequest& req,
              v1::PartnerUser* resp) -> absl::Status {
@@ -70,7 +70,7 @@ grpc::ServerUnaryReactor* CustomerManagementService::DeletePartnerUser(
     grpc::CallbackServerContext* context,
     const v1::DeletePartnerUserRequest* request,
     v1::DeletePartnerUserResponse* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "DeletePartnerUser", request, response,
       [this](const CallContext& call, const v1::DeletePartnerUserRequest& req,
              v1::DeletePartnerUserResponse* resp) -> absl::Status {
@@ -82,7 +82,7 @@ grpc::ServerUnaryReactor* CustomerManagementService::DeletePartnerUser(
 grpc::ServerUnaryReactor* CustomerManagementService::CreateCustomer(
     grpc::CallbackServerContext* context,
     const v1::CreateCustomerRequest* request, v1::Customer* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "CreateCustomer", request, response,
       [this](const CallContext& call, const v1::CreateCustomerRequest& req,
              v1::Customer* resp) -> absl::Status {
@@ -119,7 +119,7 @@ grpc::ServerUnaryReactor* CustomerManagementService::ListCustomers(
 grpc::ServerUnaryReactor* CustomerManagementService::UpdateCustomer(
     grpc::CallbackServerContext* context,
     const v1::UpdateCustomerRequest* request, v1::Customer* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "UpdateCustomer", request, response,
       [this](const CallContext& call, const v1::UpdateCustomerRequest& req,
              v1::Customer* resp) -> absl::Status {
@@ -132,7 +132,7 @@ grpc::ServerUnaryReactor* CustomerManagementService::DeleteCustomer(
     grpc::CallbackServerContext* context,
     const v1::DeleteCustomerRequest* request,
     v1::DeleteCustomerResponse* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "DeleteCustomer", request, response,
       [this](const CallContext& call, const v1::DeleteCustomerRequest& req,
              v1::DeleteCustomerResponse* resp) -> absl::Status {
@@ -144,7 +144,7 @@ grpc::ServerUnaryReactor* CustomerManagementService::DeleteCustomer(
 grpc::ServerUnaryReactor* CustomerManagementService::SetManagementSettings(
     grpc::CallbackServerContext* context,
     const v1::SetManagementSettingsRequest* request, v1::Customer* response) {
-  return runner_.Unary(context, "SetManagementSettings", request, response,
+  return runner_.Write(context, "SetManagementSettings", request, response,
                        [this](const CallContext& call,
                               const v1::SetManagementSettingsRequest& req,
                               v1::Customer* resp) -> absl::Status {
@@ -171,7 +171,7 @@ grpc::ServerUnaryReactor* CustomerManagementService::PreviewManagementChange(
 grpc::ServerUnaryReactor* CustomerManagementService::CreateProduct(
     grpc::CallbackServerContext* context,
     const v1::CreateProductRequest* request, v1::Product* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "CreateProduct", request, response,
       [this](const CallContext& call, const v1::CreateProductRequest& req,
              v1::Product* resp) -> absl::Status {
@@ -196,7 +196,7 @@ grpc::ServerUnaryReactor* CustomerManagementService::ListProducts(
 grpc::ServerUnaryReactor* CustomerManagementService::UpdateProduct(
     grpc::CallbackServerContext* context,
     const v1::UpdateProductRequest* request, v1::Product* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "UpdateProduct", request, response,
       [this](const CallContext& call, const v1::UpdateProductRequest& req,
              v1::Product* resp) -> absl::Status {
@@ -208,7 +208,7 @@ grpc::ServerUnaryReactor* CustomerManagementService::UpdateProduct(
 grpc::ServerUnaryReactor* CustomerManagementService::CreateCustomerUser(
     grpc::CallbackServerContext* context,
     const v1::CreateCustomerUserRequest* request, v1::CustomerUser* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "CreateCustomerUser", request, response,
       [this](const CallContext& call, const v1::CreateCustomerUserRequest& req,
              v1::CustomerUser* resp) -> absl::Status {
@@ -234,7 +234,7 @@ grpc::ServerUnaryReactor* CustomerManagementService::DeleteCustomerUser(
     grpc::CallbackServerContext* context,
     const v1::DeleteCustomerUserRequest* request,
     v1::DeleteCustomerUserResponse* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "DeleteCustomerUser", request, response,
       [this](const CallContext& call, const v1::DeleteCustomerUserRequest& req,
              v1::DeleteCustomerUserResponse* resp) -> absl::Status {

@@ -9,6 +9,8 @@ namespace custos::customers {
 
 // gRPC edge of custos.customers.v1.CustomerManagementService: each method
 // authenticates, runs CustomerManagement on the executor and maps its status.
+// Every method that changes state goes through RpcRunner::Write
+// (rate-limited per caller).
 // Thread-safe.
 class CustomerManagementService final
     : public v1::CustomerManagementService::CallbackService {

@@ -15,7 +15,8 @@ constexpr int kBatch = 100;
 
 }  // namespace
 
-InboxHub::InboxHub(absl::Duration poll_interval) {
+InboxHub::InboxHub(absl::Duration poll_interval, int max_streams_per_user)
+    : quota_(max_streams_per_user, "StreamNotifications") {
   timer_ = std::thread([this, poll_interval] {
     while (!stop_.WaitForNotificationWithTimeout(poll_interval)) {
       for (auto& stream : Streams(nullptr)) stream->Poke();
@@ -74,11 +75,13 @@ void InboxHub::Remove(const std::string& user_id, InboxStream* stream) {
 
 InboxStream::InboxStream(Database* db, InboxHub* hub, std::string user_id,
                          int64_t cursor,
-                         std::function<void(const grpc::Status&)> on_done)
+                         std::function<void(const grpc::Status&)> on_done,
+                         StreamQuota::Lease lease)
     : db_(db),
       hub_(hub),
       user_id_(std::move(user_id)),
       on_done_(std::move(on_done)),
+      lease_(std::move(lease)),
       cursor_(cursor) {}
 
 InboxStream* InboxStream::Start(std::shared_ptr<InboxStream> stream) {
@@ -198,6 +201,9 @@ void InboxStream::OnDone() {
     done_status_ = finish_status_;
   }
   hub_->Remove(user_id_, this);
+  // Now, not when the last reference goes: the hub's timer may still hold
+  // one for a moment, and the caller may already be reconnecting.
+  lease_.Release();
   on_done_(done_status_);
   // Dropped last: may free this object.
   std::shared_ptr<InboxStream> keep = std::move(self_);

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "common/call_context.h"
 #include "common/database.h"
+#include "common/stream_quota.h"
 #include "custos/notifications/v1/notifications_service.grpc.pb.h"
 #include "grpcpp/support/server_callback.h"
 
@@ -26,12 +27,19 @@ class InboxStream;
 // Who is streaming which inbox. Writers call Arrived() after committing
 // inbox rows; every stream of those users then reads what is new. A timer
 // also pokes every stream each `poll_interval`, so rows written by another
-// replica arrive too, just later.
+// replica arrive too, just later. Each caller may hold
+// `max_streams_per_user` streams at once (quota(), taken before the stream
+// reads anything).
 // Thread-safe.
 class InboxHub {
  public:
-  explicit InboxHub(absl::Duration poll_interval = absl::Seconds(1));
+  // `max_streams_per_user`: by default --max_streams_per_user; 0 = no cap.
+  explicit InboxHub(absl::Duration poll_interval = absl::Seconds(1),
+                    int max_streams_per_user = MaxStreamsPerUserFlag());
   ~InboxHub();
+
+  // Live streams per caller; a stream holds its lease until OnDone.
+  StreamQuota* quota() { return &quota_; }
 
   void Arrived(const std::vector<std::string>& user_ids);
   void Add(const std::string& user_id, std::shared_ptr<InboxStream> stream);
@@ -40,6 +48,7 @@ class InboxHub {
   void Shutdown();
 
  private:
+  StreamQuota quota_;
   absl::Mutex mu_;
   // Never calls into a stream while holding mu_: a stream's reactions may
   // run inline and remove themselves.
@@ -62,9 +71,11 @@ class InboxHub {
 class InboxStream final
     : public grpc::ServerWriteReactor<v1::StreamNotificationsResponse> {
  public:
-  // `on_done(status)` is called once, for logging.
+  // `on_done(status)` is called once, for logging. `lease`: the caller's
+  // share of hub->quota(), given back when the stream is done.
   InboxStream(Database* db, InboxHub* hub, std::string user_id, int64_t cursor,
-              std::function<void(const grpc::Status&)> on_done);
+              std::function<void(const grpc::Status&)> on_done,
+              StreamQuota::Lease lease);
 
   // Registers with the hub and sends what was missed since the cursor.
   // Returns the reactor to hand to gRPC.
@@ -86,6 +97,8 @@ class InboxStream final
   InboxHub* const hub_;
   const std::string user_id_;
   const std::function<void(const grpc::Status&)> on_done_;
+  // Touched only by the constructor and OnDone.
+  StreamQuota::Lease lease_;
 
   absl::Mutex mu_;
   int64_t cursor_ ABSL_GUARDED_BY(mu_);

@@ -24,26 +24,34 @@ NotificationService::StreamNotifications(
   CallContext call;
   std::string user_id;
   int64_t cursor = 0;
+  absl::StatusOr<StreamQuota::Lease> lease;
   absl::Status status = runner_.AuthenticateStream(context, &call);
+  if (status.ok()) {
+    // The caller's stream cap, before PrepareStream reads the inbox.
+    lease = hub_->quota()->Acquire(call.principal.subject);
+    status = lease.status();
+  }
   if (status.ok()) {
     status = logic_->PrepareStream(call, *request, &user_id, &cursor);
   }
   if (!status.ok()) {
     RpcRunner::LogStream("StreamNotifications", start, call, status);
-    return new RefusedStream(ToGrpcStatus(status));
+    return new RefusedStream(ToGrpcStatus(status));  // `lease` given back
   }
   auto stream = std::make_shared<InboxStream>(
-      db_, hub_, user_id, cursor, [call, start](const grpc::Status& done) {
+      db_, hub_, user_id, cursor,
+      [call, start](const grpc::Status& done) {
         RpcRunner::LogStream("StreamNotifications", start, call,
                              FromGrpcStatus(done));
-      });
+      },
+      *std::move(lease));
   return InboxStream::Start(std::move(stream));
 }
 
 grpc::ServerUnaryReactor* NotificationService::PublishAlert(
     grpc::CallbackServerContext* context,
     const v1::PublishAlertRequest* request, v1::Alert* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "PublishAlert", request, response,
       [this](const CallContext& call, const v1::PublishAlertRequest& req,
              v1::Alert* resp) -> absl::Status {
@@ -82,7 +90,7 @@ grpc::ServerUnaryReactor* NotificationService::MarkNotificationsRead(
     grpc::CallbackServerContext* context,
     const v1::MarkNotificationsReadRequest* request,
     v1::MarkNotificationsReadResponse* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "MarkNotificationsRead", request, response,
       [this](const CallContext& call,
              const v1::MarkNotificationsReadRequest& req,
@@ -110,7 +118,7 @@ grpc::ServerUnaryReactor* NotificationService::UpdateNotificationPreferences(
     grpc::CallbackServerContext* context,
     const v1::UpdateNotificationPreferencesRequest* request,
     v1::NotificationPreferences* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "UpdateNotificationPreferences", request, response,
       [this](const CallContext& call,
              const v1::UpdateNotificationPreferencesRequest& req,
@@ -139,7 +147,7 @@ grpc::ServerUnaryReactor* NotificationService::ListAuditEvents(
 grpc::ServerUnaryReactor* NotificationService::PublishBroadcast(
     grpc::CallbackServerContext* context,
     const v1::PublishBroadcastRequest* request, v1::Alert* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "PublishBroadcast", request, response,
       [this](const CallContext& call, const v1::PublishBroadcastRequest& req,
              v1::Alert* resp) -> absl::Status {
@@ -151,7 +159,7 @@ grpc::ServerUnaryReactor* NotificationService::PublishBroadcast(
 grpc::ServerUnaryReactor* NotificationService::Notify(
     grpc::CallbackServerContext* context, const v1::NotifyRequest* request,
     v1::Alert* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "Notify", request, response,
       [this](const CallContext& call, const v1::NotifyRequest& req,
              v1::Alert* resp) -> absl::Status {
@@ -164,7 +172,7 @@ grpc::ServerUnaryReactor* NotificationService::CreateWebhookEndpoint(
     grpc::CallbackServerContext* context,
     const v1::CreateWebhookEndpointRequest* request,
     v1::WebhookEndpoint* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "CreateWebhookEndpoint", request, response,
       [this](const CallContext& call,
              const v1::CreateWebhookEndpointRequest& req,
@@ -192,7 +200,7 @@ grpc::ServerUnaryReactor* NotificationService::DeleteWebhookEndpoint(
     grpc::CallbackServerContext* context,
     const v1::DeleteWebhookEndpointRequest* request,
     google::protobuf::Empty* response) {
-  return runner_.Unary(
+  return runner_.Write(
       context, "DeleteWebhookEndpoint", request, response,
       [this](const CallContext& call,
              const v1::DeleteWebhookEndpointRequest& req,

@@ -12,7 +12,10 @@ namespace custos::notifications {
 // gRPC edge of custos.notifications.v1.NotificationService: authenticates,
 // runs NotificationLogic and maps its status. Calls that ask
 // CustomerManagementService or write run on the executor; inbox and
-// preference reads (SQLite WAL reads) run inline. Thread-safe.
+// preference reads (SQLite WAL reads) run inline. Every method that changes
+// state goes through RpcRunner::Write (rate-limited per caller); each caller
+// holds at most --max_streams_per_user inbox streams (InboxHub::quota).
+// Thread-safe.
 class NotificationService final
     : public v1::NotificationService::CallbackService {
  public:

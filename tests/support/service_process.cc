@@ -135,6 +135,10 @@ absl::Status ServiceProcess::Start(const std::string& address,
     for (const std::string& name : inherited) unsetenv(name.c_str());
     std::vector<char*> argv;
     argv.push_back(path.data());
+    // Tests drive writes far faster than one person would; the write rate
+    // limit is off unless a test sets it (a later flag wins).
+    std::string unlimited = "--write_rate_per_second=0";
+    argv.push_back(unlimited.data());
     for (std::string& arg : args_) argv.push_back(arg.data());
     argv.push_back(nullptr);
     execv(path.c_str(), argv.data());

@@ -24,7 +24,8 @@ free_port() {  # a loopback port nobody listens on
 start_service() {
   local name="$1" binary="$2" port="$3"; shift 3
   "$root/build/$binary" --listen="127.0.0.1:$port" \
-    --jwt_hs256_secret_file="$work/secret" "$@" >"$work/$name.log" 2>&1 &
+    --jwt_hs256_secret_file="$work/secret" --write_rate_per_second=0 "$@" \
+    >"$work/$name.log" 2>&1 &
   bench_pids+=($!)
   for _ in $(seq 1 100); do
     "$root/build/tools/custos_grpcurl" -plaintext -max-time 1 "127.0.0.1:$port" \
