@@ -18,13 +18,15 @@ ABSL_FLAG(absl::Duration, audit_retention, absl::Hours(24 * 365),
           "how long audit events are kept; inf = forever");
 ABSL_FLAG(absl::Duration, retention_interval, absl::Minutes(1),
           "how often expired rows are pruned");
-ABSL_FLAG(int, retention_batch_size, 500,
+ABSL_FLAG(int, retention_batch_size, 100,
           "rows deleted per retention transaction");
 
 namespace custos {
 namespace {
 
-constexpr int kMaxBatchesPerRun = 20;
+// 100 batches of 100 rows: up to 10,000 rows per kind per run (14 million
+// a day at the default interval).
+constexpr int kMaxBatchesPerRun = 100;
 
 }  // namespace
 
@@ -70,12 +72,18 @@ RetentionPruner::RetentionPruner(std::vector<RetentionRule> rules,
   periodic_ = std::make_unique<Periodic>(interval, [this] { RunOnce(); });
 }
 
+RetentionPruner::~RetentionPruner() {
+  stopping_ = true;
+  periodic_.reset();
+}
+
 int64_t RetentionPruner::RunOnce() {
   int64_t total = 0;
   for (const RetentionRule& rule : rules_) {
     // now - InfiniteDuration is before every row: nothing is deleted.
     const absl::Time older_than = clock_->Now() - rule.keep;
-    for (int i = 0; i < kMaxBatchesPerRun; ++i) {
+    for (int i = 0; i < kMaxBatchesPerRun && !stopping_.load(); ++i) {
+      const absl::Time start = absl::Now();
       absl::StatusOr<int64_t> deleted = rule.prune(older_than, batch_size_);
       if (!deleted.ok()) {
         Log("warning", "retention pruning failed; retried next run",
@@ -85,6 +93,10 @@ int64_t RetentionPruner::RunOnce() {
       (*pruned_)[rule.what] += *deleted;
       total += *deleted;
       if (*deleted < batch_size_) break;
+      // Rest as long as the batch took: pruning holds the write lock at
+      // most half the time, so writers wait one short batch at worst
+      // (docs/benchmarks.md, "Retention").
+      absl::SleepFor(absl::Now() - start);
     }
   }
   return total;

@@ -33,14 +33,17 @@ struct RetentionRule {
 std::vector<RetentionRule> SharedRetentionRules(Database* database);
 
 // Runs every rule each --retention_interval, in batches of
-// --retention_batch_size, at most 20 batches per rule per run: each batch is
-// its own transaction, so writers get in between and a backlog drains over a
-// few runs instead of in one long lock. Failures are logged and retried next
-// run. Counts `custos_retention_pruned_total{what}`.
+// --retention_batch_size (100), at most 100 batches per rule per run, each
+// its own transaction followed by a rest as long as it took: writers get in
+// between, and a backlog drains over a few runs instead of in one long lock.
+// Failures are logged and retried next run. Counts
+// `custos_retention_pruned_total{what}`.
 class RetentionPruner {
  public:
   // Exits when a rule keeps rows for zero or less time.
   RetentionPruner(std::vector<RetentionRule> rules, const Clock* clock);
+  // Stops, ending a run between batches.
+  ~RetentionPruner();
   // One run now; returns the rows deleted (for tests and tools).
   int64_t RunOnce();
 
@@ -48,6 +51,7 @@ class RetentionPruner {
   const std::vector<RetentionRule> rules_;
   const Clock* const clock_;
   const int batch_size_;
+  std::atomic<bool> stopping_{false};
   // Rows deleted so far, by rule; shared with the metrics collector, which
   // may outlive the pruner.
   std::shared_ptr<std::map<std::string, std::atomic<int64_t>>> pruned_;

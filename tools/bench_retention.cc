@@ -4,7 +4,7 @@
 // each; one thread writes fresh records as fast as it can, first alone, then
 // while the store is pruned in batches of --batch_size. Prints the batch
 // times and the writers' latency percentiles in both phases.
-//   build/tools/bench_retention --rows=100000 --batch_size=500
+//   build/tools/bench_retention --rows=100000 --batch_size=100
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,7 +27,10 @@ ABSL_FLAG(std::string, database, "",
           "store to use; empty: a fresh SQLite file in a temporary directory");
 ABSL_FLAG(int, rows, 100000, "expired records to prune");
 ABSL_FLAG(int, record_bytes, 2000, "size of each stored response");
-ABSL_FLAG(int, batch_size, 500, "rows per pruning transaction");
+ABSL_FLAG(int, batch_size, 100, "rows per pruning transaction");
+ABSL_FLAG(bool, pause, true,
+          "rest as long as each batch took before the next, as "
+          "RetentionPruner does");
 ABSL_FLAG(absl::Duration, phase, absl::Seconds(3),
           "how long writers run alone before pruning starts");
 
@@ -130,6 +133,7 @@ int main(int argc, char** argv) {
     batches.push_back(absl::Now() - start);
     pruned += *deleted;
     if (*deleted < absl::GetFlag(FLAGS_batch_size)) break;
+    if (absl::GetFlag(FLAGS_pause)) absl::SleepFor(batches.back());
   }
   const absl::Duration prune_total = absl::Now() - prune_start;
   phase = 2;

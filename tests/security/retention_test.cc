@@ -14,13 +14,16 @@
 #include "common/database.h"
 #include "common/idempotency_store.h"
 #include "common/status_macros.h"
+#include "custos/customers/v1/customers_service.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 #include "services/access_service/access_store.h"
 #include "services/notification_service/notification_store.h"
+#include "tests/support/http_receiver.h"
 #include "tests/support/service_process.h"
 #include "tests/support/test_database.h"
+#include "tests/support/test_token.h"
 
 namespace custos {
 namespace {
@@ -388,6 +391,70 @@ TEST(RetentionTest, NonPositiveBatchSizeIsInvalidArgument) {
                   .code(),
               absl::StatusCode::kInvalidArgument);
   }
+}
+
+// The flags reach the running service: with --audit_retention=2s a real
+// customer_management_service prunes an expired audit event on its own
+// (and counts it), while a fresh one stays.
+TEST(RetentionServiceTest, ARunningServicePrunesByItsFlags) {
+  constexpr char kSecret[] = "retention-integration-secret-0123456789";
+  const std::string dir = ::custos::testing::MakeTempDir();
+  ::custos::testing::WriteFile(dir + "/secret", kSecret);
+  const int port = ::custos::testing::FreePort();
+  const int metrics_port = ::custos::testing::FreePort();
+  ::custos::testing::ServiceProcess service(
+      "services/customer_management_service/customer_management_service",
+      {absl::StrCat("--listen=127.0.0.1:", port),
+       absl::StrCat("--metrics_listen=127.0.0.1:", metrics_port),
+       absl::StrCat("--jwt_hs256_secret_file=", dir, "/secret"),
+       absl::StrCat("--database=",
+                    ::custos::testing::TestDatabase(dir, "customers")),
+       "--audit_retention=2s", "--retention_interval=200ms"});
+  ASSERT_TRUE(service.Start(absl::StrCat("127.0.0.1:", port)).ok());
+  auto stub = customers::v1::CustomerManagementService::NewStub(
+      ::custos::testing::LoopbackChannel(port));
+  const std::string admin =
+      ::custos::testing::TestToken(kSecret, "root", {"platform_admin"});
+  auto call = [&](auto method, const auto& request, auto* response) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer " + admin);
+    return ((*stub).*method)(&context, request, response);
+  };
+  auto events = [&](const std::string& parent) {
+    common::v1::ListAuditEventsRequest request;
+    request.set_parent(parent);
+    common::v1::ListAuditEventsResponse response;
+    EXPECT_TRUE(
+        call(&customers::v1::CustomerManagementService::Stub::ListAuditEvents,
+             request, &response)
+            .ok());
+    return response.audit_events_size();
+  };
+  customers::v1::CreatePartnerRequest create;
+  create.set_partner_id("old");
+  create.mutable_partner()->set_display_name("Old");
+  customers::v1::Partner partner;
+  ASSERT_TRUE(
+      call(&customers::v1::CustomerManagementService::Stub::CreatePartner,
+           create, &partner)
+          .ok());
+  ASSERT_EQ(events("partners/old"), 1);
+  // Pruned once older than 2 s (polled with a deadline).
+  const absl::Time give_up = absl::Now() + absl::Seconds(20);
+  while (events("partners/old") > 0 && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ(events("partners/old"), 0);
+  EXPECT_THAT(::custos::testing::HttpGet(metrics_port, "/metrics"),
+              ::testing::HasSubstr(
+                  "custos_retention_pruned_total{what=\"audit_events\"} 1\n"));
+  // A fresh event is kept until its own time comes.
+  create.set_partner_id("new");
+  ASSERT_TRUE(
+      call(&customers::v1::CustomerManagementService::Stub::CreatePartner,
+           create, &partner)
+          .ok());
+  EXPECT_EQ(events("partners/new"), 1);
 }
 
 }  // namespace
