@@ -56,41 +56,6 @@ absl::Status Unauthenticated(absl::string_view reason) {
   return absl::UnauthenticatedError(reason);
 }
 
-// RFC 7515 base64url without padding. Stricter than absl's decoder: padding,
-// whitespace and non-zero trailing bits are rejected so that each byte string
-// has exactly one accepted encoding.
-bool Base64UrlDecode(absl::string_view in, std::string* out) {
-  if (in.size() % 4 == 1) return false;
-  out->clear();
-  out->reserve(in.size() * 3 / 4);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int v;
-    if (c >= 'A' && c <= 'Z') {
-      v = c - 'A';
-    } else if (c >= 'a' && c <= 'z') {
-      v = c - 'a' + 26;
-    } else if (c >= '0' && c <= '9') {
-      v = c - '0' + 52;
-    } else if (c == '-') {
-      v = 62;
-    } else if (c == '_') {
-      v = 63;
-    } else {
-      return false;
-    }
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out->push_back(static_cast<char>((acc >> bits) & 0xFF));
-      acc &= (1u << bits) - 1;
-    }
-  }
-  return acc == 0;
-}
-
 std::string Base64UrlEncode(absl::string_view in) {
   // absl's web-safe variant already omits padding, as JWS requires.
   return absl::WebSafeBase64Escape(in);

@@ -23,6 +23,11 @@ namespace custos {
 // parsing, signature checks, and a KeySource that keeps a set fresh from a
 // file, a URL or an OpenID Connect issuer.
 
+// RFC 7515 base64url without padding, strict: padding, whitespace and
+// non-zero trailing bits are rejected, so each byte string has exactly one
+// accepted encoding. False (and `out` unspecified) on anything else.
+bool Base64UrlDecode(absl::string_view in, std::string* out);
+
 // One verification key.
 struct VerificationKey {
   std::string kid;  // "" when the JWK has none.
