@@ -46,6 +46,9 @@ sigset_t TerminationSignals() {
 }  // namespace
 
 void BlockTerminationSignals() {
+  // A peer that resets a connection mid-write (a scraper of /metrics) must
+  // cost an EPIPE, not the process.
+  signal(SIGPIPE, SIG_IGN);
   gpr_set_log_function(&LogGrpcCore);
   sigset_t signals = TerminationSignals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
@@ -70,6 +73,10 @@ absl::Status ServeUntilTerminated(const ServerOptions& options,
       {options.tls_cert_file, options.tls_key_file, options.tls_client_ca_file},
       options.tls_reload_interval);
   if (!credentials.ok()) return credentials.status();
+  if (options.metrics_tls && options.tls_cert_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--metrics_tls needs --tls_cert_file and --tls_key_file");
+  }
   std::unique_ptr<MetricsServer> metrics;
   if (!options.metrics_listen.empty()) {
     auto started = MetricsServer::Start(
@@ -109,6 +116,8 @@ absl::Status ServeUntilTerminated(const ServerOptions& options,
   // listener that serves grpc.health.v1 and nothing else.
   std::unique_ptr<grpc::Server> health_server;
   if (!options.health_listen.empty()) {
+    // gRPC's reflection plugin is registered process-wide, so this listener
+    // also describes the (public) contracts; it serves no method of them.
     grpc::ServerBuilder health_builder;
     int health_port = 0;
     health_builder.AddListeningPort(

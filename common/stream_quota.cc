@@ -70,6 +70,12 @@ absl::StatusOr<StreamQuota::Lease> StreamQuota::Acquire(
   return Lease(this, std::string(subject));
 }
 
+absl::StatusOr<StreamQuota::Lease> StreamQuota::Acquire(
+    const Principal& principal) {
+  if (principal.HasRole(kRoleService)) return Lease();
+  return Acquire(principal.subject);
+}
+
 int StreamQuota::Count(absl::string_view subject) const {
   absl::MutexLock lock(&mu_);
   auto it = live_.find(subject);

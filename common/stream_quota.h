@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "common/auth.h"
 
 namespace custos {
 
@@ -54,6 +55,10 @@ class StreamQuota {
   // A lease for one more stream of `subject`, or RESOURCE_EXHAUSTED (reason
   // TOO_MANY_STREAMS) naming the cap when `subject` holds that many already.
   absl::StatusOr<Lease> Acquire(absl::string_view subject);
+  // Acquire for the caller's subject; callers with role `service` (backends
+  // sharing the service token across many pods, as the write limit exempts
+  // them too) get an empty lease and are not capped.
+  absl::StatusOr<Lease> Acquire(const Principal& principal);
 
   // The primitives under Acquire and Lease, for callers that keep the count
   // themselves: TryAcquire counts one more stream unless at the cap;

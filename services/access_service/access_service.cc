@@ -30,7 +30,7 @@ AccessService::WatchPermissionChanges(
   absl::Status status = runner_.AuthenticateStream(context, &call);
   if (status.ok()) {
     // The caller's stream cap, before anything is read.
-    lease = watch_hub_->quota()->Acquire(call.principal.subject);
+    lease = watch_hub_->quota()->Acquire(call.principal);
     status = lease.status();
   }
   if (status.ok()) {

@@ -28,7 +28,7 @@ NotificationService::StreamNotifications(
   absl::Status status = runner_.AuthenticateStream(context, &call);
   if (status.ok()) {
     // The caller's stream cap, before PrepareStream reads the inbox.
-    lease = hub_->quota()->Acquire(call.principal.subject);
+    lease = hub_->quota()->Acquire(call.principal);
     status = lease.status();
   }
   if (status.ok()) {

@@ -482,7 +482,10 @@ TEST(TlsConfigTest, UnusableFilesStopTheServiceAtStart) {
            {"--peer_tls_ca_file=" + dir + "/not-pem"},
            {"--tls_cert_file=" + dir + "/not-pem",
             "--tls_key_file=" + dir + "/not-pem"},
-           {"--tls_client_ca_file=" + dir + "/not-pem"}}) {
+           {"--tls_client_ca_file=" + dir + "/not-pem"},
+           // Metrics over TLS without a certificate would be plain HTTP.
+           {"--metrics_tls",
+            "--metrics_listen=" + Loopback(::custos::testing::FreePort())}}) {
     std::vector<std::string> args = {
         "--listen=" + Loopback(port),
         absl::StrCat("--jwt_hs256_secret_file=", dir, "/secret"),
