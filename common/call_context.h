@@ -4,6 +4,7 @@
 #include <string>
 
 #include "common/auth.h"
+#include "common/trace_context.h"
 
 namespace custos {
 
@@ -14,6 +15,9 @@ struct CallContext {
   // From the caller's `x-request-id` metadata, else generated; echoed back
   // in the response's initial metadata, logged and audited.
   std::string request_id;
+  // The call's W3C trace (set for streams, whose reactors log themselves;
+  // unary handlers find it in CurrentCall()).
+  TraceContext trace;
 };
 
 }  // namespace custos

@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/json_log.h"
 #include "common/postgres.h"
 #include "common/sqlite.h"
 #include "common/status_macros.h"
@@ -48,14 +49,80 @@ absl::StatusOr<std::unique_ptr<Database>> OpenDatabase(
   SqliteOptions sqlite;
   sqlite.path = std::string(path);
   sqlite.pool_size = options.connections;
+  sqlite.create_if_missing = options.create_if_missing;
   ASSIGN_OR_RETURN(std::unique_ptr<SqliteDatabase> database,
                    SqliteDatabase::Open(sqlite, migrations));
   return std::unique_ptr<Database>(std::move(database));
 }
 
+namespace {
+constexpr char kStoreConditionPayload[] = "type.custos.dev/store-condition";
+}  // namespace
+
+absl::Status StoreCorruptError(absl::string_view message) {
+  absl::Status status = absl::DataLossError(message);
+  status.SetPayload(kStoreConditionPayload, absl::Cord("corrupt"));
+  return status;
+}
+
+absl::Status StoreFullError(absl::string_view message) {
+  absl::Status status = absl::ResourceExhaustedError(message);
+  status.SetPayload(kStoreConditionPayload, absl::Cord("full"));
+  return status;
+}
+
+bool IsStoreCorrupt(const absl::Status& status) {
+  return absl::IsDataLoss(status) &&
+         status.GetPayload(kStoreConditionPayload) == absl::Cord("corrupt");
+}
+
+bool IsStoreFull(const absl::Status& status) {
+  return absl::IsResourceExhausted(status) &&
+         status.GetPayload(kStoreConditionPayload) == absl::Cord("full");
+}
+
+absl::Status Database::Health() const {
+  const int condition = condition_.load(std::memory_order_relaxed);
+  if (condition == kHealthy) return absl::OkStatus();
+  absl::MutexLock lock(&health_mu_);
+  return condition == kCorrupt ? StoreCorruptError(condition_error_)
+                               : StoreFullError(condition_error_);
+}
+
+void Database::Observe(const absl::Status& status, bool write) {
+  const int condition = condition_.load(std::memory_order_relaxed);
+  if (status.ok()) {
+    // A write that went through: the disk has room again.
+    if (write && condition == kFull) {
+      int full = kFull;
+      if (condition_.compare_exchange_strong(full, kHealthy)) {
+        Log("info", "store accepts writes again");
+      }
+    }
+    return;
+  }
+  const bool corrupt = IsStoreCorrupt(status);
+  if (!corrupt && !IsStoreFull(status)) return;
+  if (condition == kCorrupt || (!corrupt && condition == kFull)) return;
+  {
+    absl::MutexLock lock(&health_mu_);
+    condition_error_ = std::string(status.message());
+  }
+  condition_.store(corrupt ? kCorrupt : kFull);
+  Log("error",
+      corrupt ? "store is corrupt: not ready until it is restored"
+              : "store is full: writes fail RESOURCE_EXHAUSTED until there "
+                "is room",
+      {{"error", status.ToString()}});
+}
+
 Metrics::Collector DatabaseMetrics(const Database* database) {
   return [database](MetricsText& out) {
     const DatabaseStats stats = database->Stats();
+    out.Family("custos_store_healthy", "gauge",
+               "1 while the store answers normally; 0 when it reported "
+               "corruption (not ready) or a full disk.");
+    out.Sample("custos_store_healthy", {}, database->Health().ok() ? 1 : 0);
     out.Family("custos_database_backend", "gauge",
                "1, labelled with the store this process uses.");
     out.Sample("custos_database_backend", {{"backend", stats.backend}}, 1);

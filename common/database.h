@@ -1,6 +1,7 @@
 #ifndef CUSTOS_COMMON_DATABASE_H_
 #define CUSTOS_COMMON_DATABASE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -8,9 +9,11 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "common/metrics.h"
 
 namespace custos {
@@ -148,12 +151,37 @@ class Database {
   // One consistent snapshot.
   virtual absl::Status Read(const Body& body) = 0;
   virtual DatabaseStats Stats() const = 0;
+  // Whether a read may wait (a network round trip, a lock): then it must not
+  // run on gRPC's reaction threads (Executor::inline_reads).
+  virtual bool ReadsMayBlock() const { return true; }
+
+  // What the store's own answers say about it: OK; DATA_LOSS once it
+  // reported corruption (until the process restarts: an operator must
+  // restore it, see docs/operations.md); RESOURCE_EXHAUSTED while its disk
+  // is full (since a write failed so, until a write succeeds). Readiness
+  // follows it (ServerOptions::readiness), and custos_store_healthy.
+  absl::Status Health() const;
+
+ protected:
+  // Backends report every transaction's outcome. Cheap when OK.
+  void Observe(const absl::Status& status, bool write);
+
+ private:
+  enum Condition { kHealthy = 0, kFull = 1, kCorrupt = 2 };
+  std::atomic<int> condition_{kHealthy};
+  mutable absl::Mutex health_mu_;
+  std::string condition_error_ ABSL_GUARDED_BY(health_mu_);
 };
 
 struct DatabaseOptions {
   // Connections kept open at most; a transaction waits for one beyond that.
   // Default: 8.
   int connections = 8;
+  // Default: true. False: an SQLite file that does not exist is refused
+  // (FAILED_PRECONDITION, "store is missing") rather than created empty —
+  // for stores that must have been initialised already (a lost volume must
+  // not look like a first start).
+  bool create_if_missing = true;
 };
 
 // Opens `spec` — "sqlite:PATH" or "postgresql://..." (also "postgres://")
@@ -163,7 +191,16 @@ absl::StatusOr<std::unique_ptr<Database>> OpenDatabase(
     const std::string& spec, const std::vector<Migration>& migrations,
     const DatabaseOptions& options = {});
 
-// custos_database_* for `database`, at every scrape.
+// A backend's report that the store is corrupt (DATA_LOSS) or its disk full
+// (RESOURCE_EXHAUSTED: the caller may retry once an operator made room),
+// marked so that Database::Health can tell them from a body's own errors.
+absl::Status StoreCorruptError(absl::string_view message);
+absl::Status StoreFullError(absl::string_view message);
+bool IsStoreCorrupt(const absl::Status& status);
+bool IsStoreFull(const absl::Status& status);
+
+// custos_database_* and custos_store_healthy for `database`, at every
+// scrape.
 // REQUIRES: `database` outlives the collector's registration.
 Metrics::Collector DatabaseMetrics(const Database* database);
 

@@ -4,7 +4,8 @@
 
 namespace custos {
 
-Executor::Executor(int threads) {
+Executor::Executor(int threads, bool inline_reads)
+    : inline_reads_(inline_reads) {
   threads_.reserve(threads);
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
 }

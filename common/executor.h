@@ -16,7 +16,10 @@ namespace custos {
 // Thread-safe.
 class Executor {
  public:
-  explicit Executor(int threads);
+  // `inline_reads`: whether store reads may run on the caller's (gRPC's)
+  // thread instead (RpcRunner::UnaryRead): true only for a store whose reads
+  // never wait (SQLite in WAL mode: Database::ReadsMayBlock).
+  explicit Executor(int threads, bool inline_reads = false);
   // Runs every task already scheduled, then joins the threads.
   ~Executor();
 
@@ -29,9 +32,12 @@ class Executor {
   // Stops accepting work, finishes what is queued and joins. Idempotent.
   void Shutdown();
 
+  bool inline_reads() const { return inline_reads_; }
+
  private:
   void Loop();
 
+  const bool inline_reads_;
   absl::Mutex mu_;
   std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
@@ -36,19 +37,38 @@ class JsonLine {
 // Appends `"` + escaped `value` + `"` to `out`.
 void AppendJsonString(std::string* out, absl::string_view value);
 
-// Writes a line with "time", "level", "msg" and the given string fields.
+// Writes a line with "time", "level", "msg", the given string fields and,
+// on a thread serving a call (CurrentCall), its "trace_id", "span_id" and
+// "request_id" — unless `level` is below the log level.
+// Levels: "debug" < "info" < "warning" < "error".
 void Log(absl::string_view level, absl::string_view message,
          const std::vector<std::pair<std::string, std::string>>& fields = {});
 
+// Lines below `level` are dropped (--log_level). INVALID_ARGUMENT for an
+// unknown level. Default: "info".
+absl::Status SetLogLevel(absl::string_view level);
+
+// One line per finished call ("msg":"rpc"), at a level chosen by its code:
+// "info" for OK and answers about the request (NOT_FOUND, INVALID_ARGUMENT,
+// ...), "warning" for refused callers (UNAUTHENTICATED, PERMISSION_DENIED,
+// RESOURCE_EXHAUSTED), "error" for the server's own faults (INTERNAL,
+// UNAVAILABLE, DATA_LOSS, DEADLINE_EXCEEDED, UNKNOWN, UNIMPLEMENTED).
+// "info" lines are sampled (SetRpcLogSampleRate); the others never are.
 struct RpcLogEntry {
   absl::string_view method;
   absl::string_view code;
   absl::Duration latency;
   absl::string_view principal;
   absl::string_view request_id;
+  absl::string_view trace_id;
+  absl::string_view span_id;
   absl::string_view error;  // The status message for failed calls.
 };
-void LogRpc(const RpcLogEntry& entry);
+void LogRpc(const RpcLogEntry& entry, absl::StatusCode code);
+
+// The share of "info" call lines written, 0..1 (--access_log_sample_rate).
+// Default: 1 (every call).
+void SetRpcLogSampleRate(double rate);
 
 // Writes out whatever is buffered. Call before exit.
 void FlushLogs();

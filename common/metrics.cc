@@ -1,55 +1,141 @@
 #include "common/metrics.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <map>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "prometheus/text_serializer.h"
 
 namespace custos {
 namespace {
 
-std::string Escape(absl::string_view value) {
-  std::string out;
-  for (char c : value) {
-    if (c == '\\' || c == '"') out.push_back('\\');
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out.push_back(c);
-  }
-  return out;
+prometheus::MetricType TypeOf(absl::string_view type) {
+  if (type == "counter") return prometheus::MetricType::Counter;
+  if (type == "gauge") return prometheus::MetricType::Gauge;
+  if (type == "histogram") return prometheus::MetricType::Histogram;
+  return prometheus::MetricType::Untyped;
 }
 
-std::string Number(double value) {
-  if (value == static_cast<double>(static_cast<int64_t>(value)) &&
-      value < 1e15 && value > -1e15) {
-    return absl::StrCat(static_cast<int64_t>(value));
+prometheus::ClientMetric WithLabels(const MetricsText::Labels& labels) {
+  prometheus::ClientMetric metric;
+  for (const auto& [name, value] : labels) {
+    metric.label.push_back(prometheus::ClientMetric::Label{name, value});
   }
-  return absl::StrFormat("%.17g", value);
+  return metric;
+}
+
+// process_* as the Prometheus client libraries report them, from /proc.
+void ProcessFamilies(MetricsText& out) {
+  std::ifstream stat_file("/proc/self/stat");
+  std::string stat((std::istreambuf_iterator<char>(stat_file)), {});
+  // Fields after the command name (which may hold spaces), from field 3.
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return;
+  std::vector<std::string> fields =
+      absl::StrSplit(stat.substr(close + 2), ' ', absl::SkipEmpty());
+  if (fields.size() < 22) return;
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+  // Fields are 1-based in proc(5); fields[0] is field 3.
+  auto field = [&](int number) { return std::stod(fields[number - 3]); };
+  out.Family("process_cpu_seconds_total", "counter",
+             "Total user and system CPU time spent in seconds.");
+  out.Sample("process_cpu_seconds_total", {}, (field(14) + field(15)) / ticks);
+  out.Family("process_virtual_memory_bytes", "gauge",
+             "Virtual memory size in bytes.");
+  out.Sample("process_virtual_memory_bytes", {}, field(23));
+  out.Family("process_resident_memory_bytes", "gauge",
+             "Resident memory size in bytes.");
+  out.Sample("process_resident_memory_bytes", {}, field(24) * page);
+  double boot_time = 0;
+  std::ifstream proc_stat("/proc/stat");
+  for (std::string line; std::getline(proc_stat, line);) {
+    if (line.rfind("btime ", 0) == 0) boot_time = std::stod(line.substr(6));
+  }
+  out.Family("process_start_time_seconds", "gauge",
+             "Start time of the process since unix epoch in seconds.");
+  out.Sample("process_start_time_seconds", {}, boot_time + field(22) / ticks);
+  std::error_code error;
+  int64_t open_fds = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", error);
+       !error && it != std::filesystem::directory_iterator();
+       it.increment(error)) {
+    ++open_fds;
+  }
+  out.Family("process_open_fds", "gauge", "Number of open file descriptors.");
+  out.Sample("process_open_fds", {}, static_cast<double>(open_fds));
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0) {
+    out.Family("process_max_fds", "gauge",
+               "Maximum number of open file descriptors.");
+    out.Sample("process_max_fds", {}, static_cast<double>(limit.rlim_cur));
+  }
+}
+
+const char* TypeLabel(RpcType type) {
+  return type == RpcType::kServerStream ? "server_stream" : "unary";
 }
 
 }  // namespace
 
+absl::string_view GrpcCodeLabel(absl::StatusCode code) {
+  static constexpr const char* kNames[] = {"OK",
+                                           "Canceled",
+                                           "Unknown",
+                                           "InvalidArgument",
+                                           "DeadlineExceeded",
+                                           "NotFound",
+                                           "AlreadyExists",
+                                           "PermissionDenied",
+                                           "ResourceExhausted",
+                                           "FailedPrecondition",
+                                           "Aborted",
+                                           "OutOfRange",
+                                           "Unimplemented",
+                                           "Internal",
+                                           "Unavailable",
+                                           "DataLoss",
+                                           "Unauthenticated"};
+  const size_t index = static_cast<size_t>(code);
+  return index < sizeof(kNames) / sizeof(kNames[0]) ? kNames[index] : "Unknown";
+}
+
 void MetricsText::Family(absl::string_view name, absl::string_view type,
                          absl::string_view help) {
-  absl::StrAppend(&text_, "# HELP ", name, " ", help, "\n# TYPE ", name, " ",
-                  type, "\n");
+  prometheus::MetricFamily family;
+  family.name = std::string(name);
+  family.help = std::string(help);
+  family.type = TypeOf(type);
+  families_.push_back(std::move(family));
 }
 
 void MetricsText::Sample(absl::string_view name, const Labels& labels,
                          double value) {
-  absl::StrAppend(&text_, name);
-  if (!labels.empty()) {
-    text_ += "{";
-    for (size_t i = 0; i < labels.size(); ++i) {
-      absl::StrAppend(&text_, i ? "," : "", labels[i].first, "=\"",
-                      Escape(labels[i].second), "\"");
-    }
-    text_ += "}";
+  if (families_.empty() || families_.back().name != name) {
+    Family(name, "untyped", "");
   }
-  absl::StrAppend(&text_, " ", Number(value), "\n");
+  prometheus::MetricFamily& family = families_.back();
+  prometheus::ClientMetric metric = WithLabels(labels);
+  switch (family.type) {
+    case prometheus::MetricType::Counter:
+      metric.counter.value = value;
+      break;
+    case prometheus::MetricType::Gauge:
+      metric.gauge.value = value;
+      break;
+    default:
+      metric.untyped.value = value;
+      break;
+  }
+  family.metric.push_back(std::move(metric));
 }
 
 Metrics& Metrics::Default() {
@@ -57,21 +143,31 @@ Metrics& Metrics::Default() {
   return *metrics;
 }
 
-Metrics::MethodStats* Metrics::Stats(absl::string_view method) {
+Metrics::MethodStats* Metrics::Method(absl::string_view service,
+                                      absl::string_view method, RpcType type) {
+  const std::string key = absl::StrCat(service, "/", method);
   {
     absl::ReaderMutexLock lock(&mu_);
-    auto it = methods_.find(method);
+    auto it = methods_.find(key);
     if (it != methods_.end()) return it->second.get();
   }
   absl::MutexLock lock(&mu_);
-  auto& stats = methods_[method];
-  if (!stats) stats = std::make_unique<MethodStats>();
+  auto& stats = methods_[key];
+  if (!stats) {
+    stats = std::make_unique<MethodStats>();
+    stats->service = std::string(service);
+    stats->method = std::string(method);
+    stats->type = type;
+  }
   return stats.get();
 }
 
-void Metrics::ObserveRpc(absl::string_view method, absl::StatusCode code,
-                         absl::Duration latency) {
-  MethodStats* stats = Stats(method);
+void Metrics::Started(MethodStats* stats) {
+  stats->started.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Metrics::Handled(MethodStats* stats, absl::StatusCode code,
+                      absl::Duration latency) {
   const double seconds = absl::ToDoubleSeconds(latency);
   const size_t bucket = std::lower_bound(kLatencyBuckets.begin(),
                                          kLatencyBuckets.end(), seconds) -
@@ -91,7 +187,6 @@ void Metrics::AddCollector(Collector collector) {
 }
 
 std::string Metrics::Render() {
-  MetricsText out;
   std::vector<Collector> collectors;
   // Sorted, so that scrapes list methods in a stable order.
   std::map<std::string, MethodStats*> methods;
@@ -100,39 +195,75 @@ std::string Metrics::Render() {
     collectors = collectors_;
     for (const auto& [name, stats] : methods_) methods[name] = stats.get();
   }
+  MetricsText out;
+  auto rpc_labels = [](const MethodStats& stats) {
+    return MetricsText::Labels{{"grpc_service", stats.service},
+                               {"grpc_method", stats.method},
+                               {"grpc_type", TypeLabel(stats.type)}};
+  };
+  out.Family("grpc_server_started_total", "counter",
+             "Total number of RPCs started on the server.");
+  for (const auto& [key, stats] : methods) {
+    out.Sample("grpc_server_started_total", rpc_labels(*stats),
+               static_cast<double>(stats->started.load()));
+  }
   out.Family("grpc_server_handled_total", "counter",
-             "RPCs completed on the server, by method and status code.");
-  for (const auto& [method, stats] : methods) {
+             "Total number of RPCs completed on the server, regardless of "
+             "success or failure.");
+  for (const auto& [key, stats] : methods) {
     for (size_t code = 0; code < stats->by_code.size(); ++code) {
       const int64_t count = stats->by_code[code].load();
       if (count == 0) continue;
-      out.Sample("grpc_server_handled_total",
-                 {{"grpc_method", method},
-                  {"grpc_code", absl::StatusCodeToString(
-                                    static_cast<absl::StatusCode>(code))}},
+      MetricsText::Labels labels = rpc_labels(*stats);
+      labels.emplace_back(
+          "grpc_code",
+          std::string(GrpcCodeLabel(static_cast<absl::StatusCode>(code))));
+      out.Sample("grpc_server_handled_total", labels,
                  static_cast<double>(count));
     }
   }
-  out.Family("grpc_server_handling_seconds", "histogram",
-             "Time from receiving an RPC to sending its status.");
-  for (const auto& [method, stats] : methods) {
-    int64_t cumulative = 0;
+  std::vector<prometheus::MetricFamily> families = std::move(out.families());
+  prometheus::MetricFamily latency;
+  latency.name = "grpc_server_handling_seconds";
+  latency.help =
+      "Histogram of response latency (seconds) of gRPC that had been "
+      "application-level handled by the server.";
+  latency.type = prometheus::MetricType::Histogram;
+  for (const auto& [key, stats] : methods) {
+    prometheus::ClientMetric metric = WithLabels(rpc_labels(*stats));
+    uint64_t cumulative = 0;
     for (size_t i = 0; i <= kLatencyBuckets.size(); ++i) {
-      cumulative += stats->buckets[i].load(std::memory_order_relaxed);
-      out.Sample(
-          "grpc_server_handling_seconds_bucket",
-          {{"grpc_method", method},
-           {"le", i < kLatencyBuckets.size() ? absl::StrCat(kLatencyBuckets[i])
-                                             : std::string("+Inf")}},
-          static_cast<double>(cumulative));
+      cumulative += static_cast<uint64_t>(
+          stats->buckets[i].load(std::memory_order_relaxed));
+      metric.histogram.bucket.push_back(prometheus::ClientMetric::Bucket{
+          cumulative, i < kLatencyBuckets.size()
+                          ? kLatencyBuckets[i]
+                          : std::numeric_limits<double>::infinity()});
     }
-    out.Sample("grpc_server_handling_seconds_sum", {{"grpc_method", method}},
-               static_cast<double>(stats->micros_sum.load()) / 1e6);
-    out.Sample("grpc_server_handling_seconds_count", {{"grpc_method", method}},
-               static_cast<double>(cumulative));
+    metric.histogram.sample_count = cumulative;
+    metric.histogram.sample_sum =
+        static_cast<double>(stats->micros_sum.load()) / 1e6;
+    latency.metric.push_back(std::move(metric));
   }
-  for (const Collector& collect : collectors) collect(out);
-  return out.text();
+  families.push_back(std::move(latency));
+  MetricsText more;
+  for (const Collector& collect : collectors) collect(more);
+  ProcessFamilies(more);
+  for (auto& family : more.families()) families.push_back(std::move(family));
+  // One family per name: a collector registered twice (two outboxes in one
+  // process) must not repeat a name, which Prometheus rejects.
+  std::vector<prometheus::MetricFamily> merged;
+  std::map<std::string, size_t> index;
+  for (auto& family : families) {
+    auto [it, fresh] = index.emplace(family.name, merged.size());
+    if (fresh) {
+      merged.push_back(std::move(family));
+    } else {
+      auto& into = merged[it->second].metric;
+      into.insert(into.end(), family.metric.begin(), family.metric.end());
+    }
+  }
+  return prometheus::TextSerializer().Serialize(merged);
 }
 
 }  // namespace custos

@@ -5,7 +5,9 @@
 #include <string>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "common/metrics.h"
 
 // OpenSSL's SSL_CTX, declared here so the header does not pull in OpenSSL.
@@ -21,7 +23,9 @@ struct MetricsTls {
 };
 
 // Serves `GET /metrics` (Prometheus text format) over HTTP/1.1 or HTTPS on
-// its own port, one connection at a time: scrapes are rare and small.
+// its own port (IPv4, or IPv6 as "[::]:9090"), each connection on its own
+// thread with 2 s for its request, so a slow or idle client never delays
+// another scrape (at most 64 connections at once; more are closed).
 // Anything else gets 404. Stops when destroyed.
 class MetricsServer {
  public:
@@ -35,7 +39,10 @@ class MetricsServer {
 
  private:
   MetricsServer(int listener, int port, Metrics* metrics, MetricsTls tls);
+  static constexpr int kMaxConnections = 64;
   void Serve();
+  // Reads one request from `connection`, answers it and closes it.
+  void Answer(int connection);
   // The TLS context for the next connection, rebuilt when the files
   // changed; null when TLS is off or the files cannot be loaded now.
   std::shared_ptr<ssl_ctx_st> TlsContext();
@@ -44,10 +51,14 @@ class MetricsServer {
   const int port_;
   Metrics* const metrics_;
   const MetricsTls tls_;
-  // Touched only by the serving thread (and Start, before it exists).
-  std::shared_ptr<ssl_ctx_st> tls_context_;
-  std::string tls_version_;  // the files' mtimes tls_context_ was built from
+  // Guarded by tls_mu_: connections are answered on their own threads.
+  absl::Mutex tls_mu_;
+  std::shared_ptr<ssl_ctx_st> tls_context_ ABSL_GUARDED_BY(tls_mu_);
+  // The files' mtimes tls_context_ was built from.
+  std::string tls_version_ ABSL_GUARDED_BY(tls_mu_);
   std::thread thread_;
+  absl::Mutex mu_;
+  int connections_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace custos

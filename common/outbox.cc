@@ -1,15 +1,19 @@
 #include "common/outbox.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/backoff.h"
 #include "common/ids.h"
 #include "common/json_log.h"
 #include "common/status_macros.h"
+#include "common/trace_context.h"
 
 namespace custos {
 
@@ -51,6 +55,11 @@ CREATE TABLE outbox_dead_letters (
   create_micros INTEGER NOT NULL,
   dead_micros INTEGER NOT NULL
 );
+)sql";
+
+const char kOutboxTraceSchema[] = R"sql(
+ALTER TABLE outbox ADD COLUMN trace_parent TEXT NOT NULL DEFAULT '';
+ALTER TABLE outbox ADD COLUMN request_id TEXT NOT NULL DEFAULT '';
 )sql";
 
 bool IsPermanentRefusal(const absl::Status& status) {
@@ -101,24 +110,55 @@ absl::Status EnqueueOutbox(Connection& db, absl::string_view destination,
   ASSIGN_OR_RETURN(
       Statement insert,
       db.Prepare("INSERT INTO outbox(destination, method, payload, "
-                 "next_attempt_micros, create_micros) VALUES (?1, ?2, ?3, ?4, "
-                 "?4)"));
+                 "next_attempt_micros, create_micros, trace_parent, "
+                 "request_id) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)"));
+  const CallScope* call = CurrentCall();
   return insert.Bind(1, destination)
       .Bind(2, method)
       .BindBlob(3, payload.SerializeAsString())
       .Bind(4, absl::ToUnixMicros(now))
+      .Bind(5, call != nullptr ? ChildSpan(call->trace).Traceparent() : "")
+      .Bind(6, call != nullptr ? absl::string_view(call->request_id) : "")
       .Run();
+}
+
+std::string ReplicaName(absl::string_view listen) {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  std::string name = absl::StrCat(host, "/", listen);
+  if (absl::EndsWith(listen, ":0")) {
+    absl::StrAppend(&name, "/", RandomIdGenerator().NewId());
+  }
+  return name;
 }
 
 OutboxWorker::OutboxWorker(Database* db, const Clock* clock,
                            std::string destination, OutboxOptions options,
-                           Deliver deliver)
+                           DeliverBatch deliver)
     : db_(db),
       clock_(clock),
       destination_(std::move(destination)),
-      holder_(RandomIdGenerator().NewId()),
+      holder_(options.holder.empty() ? RandomIdGenerator().NewId()
+                                     : options.holder),
       options_(options),
       deliver_(std::move(deliver)) {}
+
+OutboxWorker::OutboxWorker(Database* db, const Clock* clock,
+                           std::string destination, OutboxOptions options,
+                           Deliver deliver)
+    : OutboxWorker(
+          db, clock, std::move(destination), options,
+          [deliver =
+               std::move(deliver)](const std::vector<OutboxMessage>& group) {
+            std::vector<absl::Status> results;
+            for (const OutboxMessage& message : group) {
+              results.push_back(deliver(message));
+              if (!results.back().ok() && !IsPermanentRefusal(results.back())) {
+                break;
+              }
+            }
+            return results;
+          }) {}
 
 OutboxWorker::~OutboxWorker() { Stop(); }
 
@@ -153,9 +193,15 @@ void OutboxWorker::Stop() {
   if (loop_.joinable()) loop_.join();
 }
 
+bool OutboxWorker::stopping() {
+  absl::MutexLock lock(&mu_);
+  return stopping_;
+}
+
 absl::Status OutboxWorker::DeliverPending(absl::Duration deadline) {
   {
     absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::UnavailableError("the outbox is stopping");
     if (clock_->Now() < backing_off_until_) {
       return absl::UnavailableError("peer is backing off after a failure");
     }
@@ -172,7 +218,7 @@ absl::Status OutboxWorker::DeliverPending(absl::Duration deadline) {
     // message: watch (reading only, so as not to contend with its lease
     // renewals) until nothing is due or the lease is free.
     while (true) {
-      if (absl::Now() >= stop_waiting) {
+      if (absl::Now() >= stop_waiting || stopping()) {
         return absl::UnavailableError("another replica holds the outbox lease");
       }
       absl::SleepFor(absl::Milliseconds(5));
@@ -253,14 +299,19 @@ absl::Status OutboxWorker::DeliverDue(absl::Time give_up, bool* leased) {
 }
 
 absl::Status OutboxWorker::DeliverLeased(absl::Time give_up) {
+  const size_t group_size =
+      static_cast<size_t>(std::max(1, options_.max_in_flight));
   while (clock_->Now() < give_up) {
+    if (stopping()) return absl::UnavailableError("the outbox is stopping");
     std::vector<OutboxMessage> due;
     RETURN_IF_ERROR(db_->Read([&](Connection& db) -> absl::Status {
+      due.clear();
       ASSIGN_OR_RETURN(
           Statement select,
-          db.Prepare("SELECT id, destination, method, payload, attempts FROM "
-                     "outbox WHERE destination = ?1 AND next_attempt_micros "
-                     "<= ?2 ORDER BY id LIMIT ?3"));
+          db.Prepare("SELECT id, destination, method, payload, attempts, "
+                     "trace_parent, request_id FROM outbox WHERE destination "
+                     "= ?1 AND next_attempt_micros <= ?2 ORDER BY id LIMIT "
+                     "?3"));
       select.Bind(1, destination_)
           .Bind(2, absl::ToUnixMicros(clock_->Now()))
           .Bind(3, options_.batch_size);
@@ -269,88 +320,125 @@ absl::Status OutboxWorker::DeliverLeased(absl::Time give_up) {
         if (!row) break;
         due.push_back(OutboxMessage{select.ColumnInt64(0), select.ColumnText(1),
                                     select.ColumnText(2), select.ColumnText(3),
-                                    select.ColumnInt64(4)});
+                                    select.ColumnInt64(4), select.ColumnText(5),
+                                    select.ColumnText(6)});
       }
       return absl::OkStatus();
     }));
     if (due.empty()) return absl::OkStatus();
-    for (const OutboxMessage& message : due) {
+    for (size_t first = 0; first < due.size(); first += group_size) {
       if (clock_->Now() >= give_up) {
         return absl::DeadlineExceededError("outbox delivery deadline");
       }
-      absl::Status delivered = deliver_(message);
-      (delivered.ok() ? delivered_ : failed_).fetch_add(1);
-      if (delivered.ok()) {
-        // Recorded with the lease renewed; a lease lost (this replica
-        // stalled past it) ends the pass, and the new holder carries on.
-        bool still_held = false;
-        RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
-          ASSIGN_OR_RETURN(Statement remove,
-                           db.Prepare("DELETE FROM outbox WHERE id = ?"));
-          RETURN_IF_ERROR(remove.Bind(1, message.id).Run());
-          ASSIGN_OR_RETURN(still_held, HoldLease(db));
-          return absl::OkStatus();
-        }));
-        if (!still_held) return absl::AbortedError("outbox lease lost");
-        continue;
+      if (stopping()) return absl::UnavailableError("the outbox is stopping");
+      std::vector<OutboxMessage> group(
+          due.begin() + first,
+          due.begin() + std::min(due.size(), first + group_size));
+      std::vector<absl::Status> results = deliver_(group);
+      results.resize(std::min(results.size(), group.size()));
+      absl::Status failure;
+      RETURN_IF_ERROR(RecordOutcome(group, results, &failure));
+      if (!failure.ok()) return failure;
+      if (results.size() < group.size()) {
+        return absl::UnavailableError("the peer took part of a group");
       }
-      if (IsPermanentRefusal(delivered)) {
-        // Moved aside in one transaction (the lease renewed with it), so
-        // the message is in exactly one of the two tables.
-        bool still_held = false;
-        RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
-          ASSIGN_OR_RETURN(
-              Statement move,
-              db.Prepare("INSERT INTO outbox_dead_letters(id, destination, "
-                         "method, payload, attempts, last_error, "
-                         "create_micros, dead_micros) SELECT id, destination, "
-                         "method, payload, attempts + 1, ?2, create_micros, ?3 "
-                         "FROM outbox WHERE id = ?1"));
-          RETURN_IF_ERROR(move.Bind(1, message.id)
-                              .Bind(2, delivered.ToString())
-                              .Bind(3, absl::ToUnixMicros(clock_->Now()))
-                              .Run());
-          ASSIGN_OR_RETURN(Statement remove,
-                           db.Prepare("DELETE FROM outbox WHERE id = ?"));
-          RETURN_IF_ERROR(remove.Bind(1, message.id).Run());
-          ASSIGN_OR_RETURN(still_held, HoldLease(db));
-          return absl::OkStatus();
-        }));
-        dead_lettered_.fetch_add(1);
-        Log("error", "outbox message refused by the peer; dead-lettered",
-            {{"destination", message.destination},
-             {"method", message.method},
-             {"outbox_id", absl::StrCat(message.id)},
-             {"error", delivered.ToString()}});
-        if (!still_held) return absl::AbortedError("outbox lease lost");
-        continue;
-      }
-      const absl::Time retry_at = clock_->Now() + Backoff(message.attempts + 1);
-      RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
-        ASSIGN_OR_RETURN(
-            Statement update,
-            db.Prepare("UPDATE outbox SET attempts = attempts + 1, "
-                       "next_attempt_micros = ?2, last_error = ?3 WHERE id = "
-                       "?1"));
-        return update.Bind(1, message.id)
-            .Bind(2, absl::ToUnixMicros(retry_at))
-            .Bind(3, delivered.ToString())
-            .Run();
-      }));
-      {
-        absl::MutexLock lock(&mu_);
-        backing_off_until_ = retry_at;
-      }
-      if (message.attempts == 0) {
-        Log("warning", "outbox delivery failed; will retry",
-            {{"destination", message.destination},
-             {"method", message.method},
-             {"error", delivered.ToString()}});
-      }
-      return delivered;
     }
   }
   return absl::DeadlineExceededError("outbox delivery deadline");
+}
+
+absl::Status OutboxWorker::RecordOutcome(
+    const std::vector<OutboxMessage>& group,
+    const std::vector<absl::Status>& results, absl::Status* failure) {
+  int64_t delivered = 0;
+  int64_t refused = 0;
+  int64_t failed = 0;
+  absl::Time retry_at = absl::InfinitePast();
+  const OutboxMessage* first_failed = nullptr;
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (results[i].ok()) {
+      ++delivered;
+    } else if (IsPermanentRefusal(results[i])) {
+      ++refused;
+    } else {
+      ++failed;
+      if (first_failed == nullptr) {
+        first_failed = &group[i];
+        *failure = results[i];
+      }
+    }
+  }
+  // (Called under deliver_mu_, which guards the jitter.)
+  if (failed > 0)
+    retry_at = clock_->Now() + Backoff(first_failed->attempts + 1);
+  // One transaction for the whole group, the lease renewed with it: each
+  // message ends in exactly one place (gone, dead-lettered or retried). A
+  // lease lost (this replica stalled past it) ends the pass, and the new
+  // holder carries on.
+  bool still_held = false;
+  RETURN_IF_ERROR(db_->Write([&](Connection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(Statement remove,
+                     db.Prepare("DELETE FROM outbox WHERE id = ?"));
+    ASSIGN_OR_RETURN(
+        Statement move,
+        db.Prepare("INSERT INTO outbox_dead_letters(id, destination, "
+                   "method, payload, attempts, last_error, "
+                   "create_micros, dead_micros) SELECT id, destination, "
+                   "method, payload, attempts + 1, ?2, create_micros, ?3 "
+                   "FROM outbox WHERE id = ?1"));
+    ASSIGN_OR_RETURN(
+        Statement retry,
+        db.Prepare("UPDATE outbox SET attempts = attempts + 1, "
+                   "next_attempt_micros = ?2, last_error = ?3 WHERE id = ?1"));
+    const int64_t now = absl::ToUnixMicros(clock_->Now());
+    for (size_t i = 0; i < results.size(); ++i) {
+      const int64_t id = group[i].id;
+      remove.Reset();
+      move.Reset();
+      retry.Reset();
+      if (results[i].ok()) {
+        RETURN_IF_ERROR(remove.Bind(1, id).Run());
+      } else if (IsPermanentRefusal(results[i])) {
+        RETURN_IF_ERROR(
+            move.Bind(1, id).Bind(2, results[i].ToString()).Bind(3, now).Run());
+        remove.Reset();
+        RETURN_IF_ERROR(remove.Bind(1, id).Run());
+      } else {
+        RETURN_IF_ERROR(retry.Bind(1, id)
+                            .Bind(2, absl::ToUnixMicros(retry_at))
+                            .Bind(3, results[i].ToString())
+                            .Run());
+      }
+    }
+    ASSIGN_OR_RETURN(still_held, HoldLease(db));
+    return absl::OkStatus();
+  }));
+  delivered_.fetch_add(delivered);
+  failed_.fetch_add(failed);
+  dead_lettered_.fetch_add(refused);
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (IsPermanentRefusal(results[i])) {
+      Log("error", "outbox message refused by the peer; dead-lettered",
+          {{"destination", group[i].destination},
+           {"method", group[i].method},
+           {"outbox_id", absl::StrCat(group[i].id)},
+           {"error", results[i].ToString()}});
+    }
+  }
+  if (first_failed != nullptr) {
+    {
+      absl::MutexLock lock(&mu_);
+      backing_off_until_ = retry_at;
+    }
+    if (first_failed->attempts == 0) {
+      Log("warning", "outbox delivery failed; will retry",
+          {{"destination", first_failed->destination},
+           {"method", first_failed->method},
+           {"error", failure->ToString()}});
+    }
+  }
+  if (!still_held) return absl::AbortedError("outbox lease lost");
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t> OutboxWorker::Depth() {

@@ -14,14 +14,18 @@ namespace custos {
 
 // Delivers outbox messages to a peer service: each is sent as a unary call
 // of its recorded method with its recorded request bytes, so one delivery
-// serves every method a service sends to that peer. The call carries the
-// service token and a deadline of `timeout`; OK means acknowledged.
+// serves every method a service sends to that peer; a group's calls are all
+// in flight at once. Each call carries the service token and a deadline of
+// `timeout`; OK means acknowledged.
 // REQUIRES: `token` outlives the returned function.
-OutboxWorker::Deliver PeerDelivery(std::shared_ptr<grpc::Channel> channel,
-                                   ServiceToken* token, absl::Duration timeout);
+OutboxWorker::DeliverBatch PeerDelivery(std::shared_ptr<grpc::Channel> channel,
+                                        ServiceToken* token,
+                                        absl::Duration timeout);
 
-// A channel to `address` (host:port) with `credentials` (plaintext, TLS or
-// mTLS: PeerCredentialsFromFlags), redialled quickly after a peer restart.
+// A channel to `address` (any gRPC target: host:port, dns:///name:port,
+// ipv4:a:p,b:p) with `credentials` (plaintext, TLS or mTLS:
+// PeerCredentialsFromFlags), redialled quickly after a peer restart, with
+// calls spread round-robin over every address the target resolves to.
 std::shared_ptr<grpc::Channel> PeerChannel(
     const std::string& address,
     std::shared_ptr<grpc::ChannelCredentials> credentials);

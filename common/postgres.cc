@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/random/random.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -28,6 +29,12 @@ absl::Status ResultError(pg_conn* conn, const pg_result* result,
   std::string message = absl::StrCat(what, ": ", PQerrorMessage(conn));
   const std::string code = state != nullptr ? state : "";
   if (code == "23505") return absl::AlreadyExistsError(message);
+  // disk_full; data_corrupted, index_corrupted.
+  if (code == "53100")
+    return StoreFullError(absl::StrCat("store is full: ", message));
+  if (code == "XX001" || code == "XX002") {
+    return StoreCorruptError(absl::StrCat("store is corrupt: ", message));
+  }
   if (code == "40001" || code == "40P01") {
     if (session != nullptr) session->conflict = true;
     return absl::AbortedError(message);
@@ -361,6 +368,7 @@ void PostgresDatabase::Release(std::unique_ptr<PostgresConnection> connection) {
 
 absl::Status PostgresDatabase::Transaction(const char* begin,
                                            const Body& body) {
+  const bool read_only = absl::StrContains(begin, "READ ONLY");
   for (int attempt = 0;; ++attempt) {
     ASSIGN_OR_RETURN(std::unique_ptr<PostgresConnection> connection, Acquire());
     connection->session().conflict = false;
@@ -368,20 +376,30 @@ absl::Status PostgresDatabase::Transaction(const char* begin,
     // A pooled connection the server has dropped (a restart, a failover):
     // nothing ran yet, so try again on another.
     const bool dropped = absl::IsUnavailable(status);
+    bool commit_sent = false;
     if (status.ok()) status = body(*connection);
     if (status.ok()) {
+      commit_sent = !read_only;
       status = connection->Exec("COMMIT");
     } else {
       connection->Exec("ROLLBACK").IgnoreError();
     }
+    // The connection was lost under the transaction (pg_terminate_backend,
+    // a server restart): until COMMIT was sent nothing is committed, so it
+    // runs again on another connection. A write lost during COMMIT may or
+    // may not have committed: that is UNAVAILABLE for the caller, who
+    // retries with the same request_id (writes are idempotent by it).
+    const bool lost = !dropped && absl::IsUnavailable(status) &&
+                      !connection->Reusable() && !commit_sent;
     // Only PostgreSQL's own conflicts are retried: a body may return
     // ABORTED for reasons of its own (a stale etag).
     const bool conflict = connection->session().conflict;
     Release(std::move(connection));
-    if (dropped && attempt < options_.max_retries) {
+    if ((dropped || lost) && attempt < options_.max_retries) {
       connections_replaced_.fetch_add(1);
       continue;
     }
+    Observe(status, !read_only);
     if (!conflict || attempt >= options_.max_retries) return status;
     conflict_retries_.fetch_add(1);
     // Another transaction won: run again after a jittered pause, so that

@@ -224,8 +224,18 @@ class InvalidInputInterceptor : public grpc::experimental::Interceptor {
     entry.latency = absl::Now() - start_;
     entry.request_id = request_id;
     entry.error = refusal_.message();
-    LogRpc(entry);
-    Metrics::Default().ObserveRpc(method, refusal_.code(), entry.latency);
+    LogRpc(entry, refusal_.code());
+    // "/pkg.Service/Method": the handler never ran, so it is counted here.
+    absl::string_view service = info_->method();
+    service.remove_prefix(service.empty() ? 0 : 1);
+    service = service.substr(0, service.rfind('/'));
+    Metrics::MethodStats* stats = Metrics::Default().Method(
+        service, method,
+        info_->type() == ServerRpcInfo::Type::SERVER_STREAMING
+            ? RpcType::kServerStream
+            : RpcType::kUnary);
+    Metrics::Started(stats);
+    Metrics::Handled(stats, refusal_.code(), entry.latency);
   }
 
   ServerRpcInfo* const info_;

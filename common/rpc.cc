@@ -36,18 +36,26 @@ bool IsUsableRequestId(absl::string_view id) {
 
 }  // namespace
 
-RpcRunner::CallStart RpcRunner::Begin(grpc::CallbackServerContext* context) {
+RpcRunner::CallStart RpcRunner::Begin(grpc::CallbackServerContext* context,
+                                      absl::string_view method,
+                                      RpcType type) const {
   CallStart start;
   start.time = absl::Now();
+  start.stats = Metrics::Default().Method(service_, method, type);
+  Metrics::Started(start.stats);
   start.token = MetadataValue(context, "authorization");
-  start.request_id = MetadataValue(context, "x-request-id");
-  if (!IsUsableRequestId(start.request_id)) start.request_id = NewRequestId();
+  start.scope.request_id = MetadataValue(context, "x-request-id");
+  if (!IsUsableRequestId(start.scope.request_id)) {
+    start.scope.request_id = NewRequestId();
+  }
+  start.scope.trace = ServerSpan(MetadataValue(context, "traceparent"),
+                                 MetadataValue(context, "tracestate"));
   return start;
 }
 
 absl::Status RpcRunner::Authenticate(const CallStart& start,
                                      CallContext* call) const {
-  call->request_id = start.request_id;
+  call->request_id = start.scope.request_id;
   absl::string_view token = start.token;
   if (token.empty()) {
     return absl::UnauthenticatedError(
@@ -73,7 +81,7 @@ void RpcRunner::Finish(grpc::CallbackServerContext* context,
                        grpc::ServerUnaryReactor* reactor,
                        absl::string_view method, const CallStart& start,
                        const CallContext& call, const absl::Status& status) {
-  context->AddInitialMetadata("x-request-id", start.request_id);
+  context->AddInitialMetadata("x-request-id", start.scope.request_id);
   grpc::Status result = ToGrpcStatus(status);
   const std::string code = absl::StatusCodeToString(status.code());
   RpcLogEntry entry;
@@ -81,22 +89,27 @@ void RpcRunner::Finish(grpc::CallbackServerContext* context,
   entry.code = code;
   entry.latency = absl::Now() - start.time;
   entry.principal = call.principal.subject;
-  entry.request_id = start.request_id;
+  entry.request_id = start.scope.request_id;
+  entry.trace_id = start.scope.trace.trace_id;
+  entry.span_id = start.scope.trace.span_id;
   entry.error = status.message();
-  LogRpc(entry);
-  Metrics::Default().ObserveRpc(method, status.code(), entry.latency);
+  LogRpc(entry, status.code());
+  Metrics::Handled(start.stats, status.code(), entry.latency);
   reactor->Finish(result);
 }
 
 absl::Status RpcRunner::AuthenticateStream(grpc::CallbackServerContext* context,
+                                           absl::string_view method,
                                            CallContext* call) const {
-  CallStart start = Begin(context);
-  context->AddInitialMetadata("x-request-id", start.request_id);
+  CallStart start = Begin(context, method, RpcType::kServerStream);
+  context->AddInitialMetadata("x-request-id", start.scope.request_id);
+  call->trace = start.scope.trace;
   return Authenticate(start, call);
 }
 
 void RpcRunner::LogStream(absl::string_view method, absl::Time start,
-                          const CallContext& call, const absl::Status& status) {
+                          const CallContext& call,
+                          const absl::Status& status) const {
   RpcLogEntry entry;
   entry.method = method;
   const std::string code = absl::StatusCodeToString(status.code());
@@ -104,9 +117,13 @@ void RpcRunner::LogStream(absl::string_view method, absl::Time start,
   entry.latency = absl::Now() - start;
   entry.principal = call.principal.subject;
   entry.request_id = call.request_id;
+  entry.trace_id = call.trace.trace_id;
+  entry.span_id = call.trace.span_id;
   entry.error = status.message();
-  LogRpc(entry);
-  Metrics::Default().ObserveRpc(method, status.code(), entry.latency);
+  LogRpc(entry, status.code());
+  Metrics::Handled(
+      Metrics::Default().Method(service_, method, RpcType::kServerStream),
+      status.code(), entry.latency);
 }
 
 }  // namespace custos

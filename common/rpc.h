@@ -12,7 +12,9 @@
 #include "common/auth.h"
 #include "common/call_context.h"
 #include "common/executor.h"
+#include "common/metrics.h"
 #include "common/rate_limiter.h"
+#include "common/trace_context.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/server_callback.h"
 
@@ -28,9 +30,13 @@ class RpcRunner {
   // REQUIRES: both outlive the runner. `write_limit`: the per-caller limit on
   // Write calls; by default from --write_rate_per_second / --write_burst, so
   // construct the runner after the flags are parsed.
-  RpcRunner(const JwtVerifier* verifier, Executor* executor,
+  // `service`: the fully qualified gRPC service name (grpc_service in the
+  // metrics).
+  RpcRunner(std::string service, const JwtVerifier* verifier,
+            Executor* executor,
             RateLimiterOptions write_limit = RateLimiterOptionsFromFlags())
-      : verifier_(verifier),
+      : service_(std::move(service)),
+        verifier_(verifier),
         executor_(executor),
         write_limiter_(std::make_unique<RateLimiter>(write_limit)) {}
 
@@ -43,7 +49,7 @@ class RpcRunner {
                                   const Request* request, Response* response,
                                   Handler handler) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    CallStart start = Begin(context);
+    CallStart start = Begin(context, method);
     executor_->Schedule([this, context, reactor, method, request, response,
                          start = std::move(start),
                          handler = std::move(handler)]() mutable {
@@ -64,7 +70,7 @@ class RpcRunner {
                                   const Request* request, Response* response,
                                   Handler handler) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    CallStart start = Begin(context);
+    CallStart start = Begin(context, method);
     executor_->Schedule([this, context, reactor, method, request, response,
                          start = std::move(start),
                          handler = std::move(handler)]() mutable {
@@ -74,17 +80,22 @@ class RpcRunner {
     return reactor;
   }
 
-  // Runs `handler` at once on gRPC's thread. Only for handlers that never
-  // wait: local reads (SQLite WAL readers take no lock a writer holds). It
-  // saves a thread hop per call, which is most of a fast read's cost.
+  // For handlers that only read the store: at once on gRPC's thread when
+  // the store's reads never wait (SQLite WAL readers take no lock a writer
+  // holds: Executor::inline_reads), which saves a thread hop per call — most
+  // of a fast read's cost; on the executor otherwise (a PostgreSQL read is a
+  // network round trip and must not hold a reaction thread).
   template <typename Request, typename Response, typename Handler>
   grpc::ServerUnaryReactor* UnaryRead(grpc::CallbackServerContext* context,
                                       absl::string_view method,
                                       const Request* request,
                                       Response* response, Handler handler) {
+    if (!executor_->inline_reads()) {
+      return Unary(context, method, request, response, std::move(handler));
+    }
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    Run(context, reactor, method, Begin(context), *request, response, handler,
-        /*write=*/false);
+    Run(context, reactor, method, Begin(context, method), *request, response,
+        handler, /*write=*/false);
     return reactor;
   }
 
@@ -99,16 +110,24 @@ class RpcRunner {
       const Request* request, Response* response, Fast fast,
       Blocking blocking) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    CallStart start = Begin(context);
+    CallStart start = Begin(context, method);
     CallContext call;
     absl::Status status = Authenticate(start, &call);
     if (status.ok()) {
-      std::optional<absl::Status> answered = fast(call, *request, response);
+      std::optional<absl::Status> answered;
+      {
+        ScopedCall in_call(&start.scope);
+        answered = fast(call, *request, response);
+      }
       if (!answered) {
         executor_->Schedule([this, context, reactor, method, request, response,
                              start = std::move(start), call = std::move(call),
                              blocking = std::move(blocking)]() mutable {
-          absl::Status result = blocking(call, *request, response);
+          absl::Status result;
+          {
+            ScopedCall in_call(&start.scope);
+            result = blocking(call, *request, response);
+          }
           Finish(context, reactor, method, start, call, result);
         });
         return reactor;
@@ -120,21 +139,28 @@ class RpcRunner {
   }
 
   // For streaming methods, which drive their own reactor: authenticates the
-  // call and sends back its x-request-id. The request id is in the returned
-  // context either way.
+  // call and sends back its x-request-id. The request id and trace are in
+  // the returned context either way.
   absl::Status AuthenticateStream(grpc::CallbackServerContext* context,
+                                  absl::string_view method,
                                   CallContext* call) const;
-  // One log line for a finished streaming call.
-  static void LogStream(absl::string_view method, absl::Time start,
-                        const CallContext& call, const absl::Status& status);
+  // One log line and the metrics of a finished streaming call.
+  void LogStream(absl::string_view method, absl::Time start,
+                 const CallContext& call, const absl::Status& status) const;
 
  private:
   struct CallStart {
     absl::Time time;
     std::string token;
-    std::string request_id;
+    // The call's trace (W3C traceparent, continued or started) and request
+    // id, current on the thread while the handler runs.
+    CallScope scope;
+    Metrics::MethodStats* stats;
   };
-  static CallStart Begin(grpc::CallbackServerContext* context);
+  // Reads the call's metadata and counts it started.
+  CallStart Begin(grpc::CallbackServerContext* context,
+                  absl::string_view method,
+                  RpcType type = RpcType::kUnary) const;
   template <typename Request, typename Response, typename Handler>
   void Run(grpc::CallbackServerContext* context,
            grpc::ServerUnaryReactor* reactor, absl::string_view method,
@@ -143,7 +169,10 @@ class RpcRunner {
     CallContext call;
     absl::Status status = Authenticate(start, &call);
     if (status.ok() && write) status = AdmitWrite(call);
-    if (status.ok()) status = handler(call, request, response);
+    if (status.ok()) {
+      ScopedCall in_call(&start.scope);
+      status = handler(call, request, response);
+    }
     Finish(context, reactor, method, start, call, status);
   }
   absl::Status Authenticate(const CallStart& start, CallContext* call) const;
@@ -155,6 +184,7 @@ class RpcRunner {
                      absl::string_view method, const CallStart& start,
                      const CallContext& call, const absl::Status& status);
 
+  const std::string service_;
   const JwtVerifier* verifier_;
   Executor* executor_;
   // Behind a pointer: thread-safe itself, used from const methods.

@@ -2,7 +2,11 @@
 
 #include <signal.h>
 
+#include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -101,6 +105,19 @@ absl::Status ServeUntilTerminated(const ServerOptions& options,
   builder.AddChannelArgument(
       GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  // gRPC adds ±10% jitter to the age, so replicas started together do not
+  // send every client away at once.
+  if (options.max_connection_age != absl::InfiniteDuration()) {
+    builder.AddChannelArgument(
+        GRPC_ARG_MAX_CONNECTION_AGE_MS,
+        static_cast<int>(std::min<int64_t>(
+            absl::ToInt64Milliseconds(options.max_connection_age), INT32_MAX)));
+    builder.AddChannelArgument(
+        GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+        static_cast<int>(std::min<int64_t>(
+            absl::ToInt64Milliseconds(options.max_connection_age_grace),
+            INT32_MAX)));
+  }
   std::vector<
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
@@ -147,9 +164,42 @@ absl::Status ServeUntilTerminated(const ServerOptions& options,
                    ? "off"
                    : (options.tls_client_ca_file.empty() ? "on" : "mtls")}});
 
+  // Readiness follows the store: polled on its own thread until the drain.
+  absl::Mutex readiness_mu;
+  bool draining = false;
+  std::thread readiness_watch;
+  if (options.readiness) {
+    readiness_watch = std::thread([&] {
+      bool ready = true;
+      absl::MutexLock lock(&readiness_mu);
+      while (!readiness_mu.AwaitWithTimeout(absl::Condition(&draining),
+                                            absl::Seconds(1))) {
+        readiness_mu.Unlock();
+        const absl::Status status = options.readiness();
+        readiness_mu.Lock();
+        if (draining || status.ok() == ready) continue;
+        ready = status.ok();
+        Log(ready ? "info" : "error",
+            ready ? "ready again: health SERVING"
+                  : "not ready: health NOT_SERVING",
+            {{"reason", status.ToString()}});
+        for (grpc::HealthCheckServiceInterface* health : healths) {
+          health->SetServingStatus(ready);
+        }
+      }
+    });
+  }
+
   sigset_t signals = TerminationSignals();
   int signal_number = 0;
   sigwait(&signals, &signal_number);
+  if (readiness_watch.joinable()) {
+    {
+      absl::MutexLock lock(&readiness_mu);
+      draining = true;
+    }
+    readiness_watch.join();
+  }
 
   Log("info", "shutting down",
       {{"signal", absl::StrCat(signal_number)},

@@ -24,6 +24,11 @@ struct ServerOptions {
   // host:port of a plaintext listener serving only grpc.health.v1, for
   // probes that cannot speak TLS; empty: none.
   std::string health_listen;
+  // Connections are ended (GOAWAY) after about this long, with calls on
+  // them given `max_connection_age_grace` more: long-lived clients then
+  // resolve the name again and rebalance over the replicas there are now.
+  absl::Duration max_connection_age = absl::Minutes(5);
+  absl::Duration max_connection_age_grace = absl::Seconds(30);
   // How long SIGTERM waits for in-flight calls before cancelling them.
   absl::Duration shutdown_grace = absl::Seconds(10);
   // Fully-qualified gRPC service names, reported by grpc.health.v1.
@@ -31,6 +36,10 @@ struct ServerOptions {
   // Called when the drain starts, after health says NOT_SERVING: ends
   // long-lived calls (streams) that would otherwise hold the drain open.
   std::function<void()> on_shutdown;
+  // Asked every second once serving: not OK turns every health status
+  // NOT_SERVING (logged with the reason) until it is OK again. Empty: ready
+  // while serving.
+  std::function<absl::Status()> readiness;
   // host:port serving Prometheus metrics (Metrics::Default()) at /metrics;
   // empty: none.
   std::string metrics_listen;

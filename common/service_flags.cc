@@ -57,11 +57,35 @@ ABSL_FLAG(std::string, metrics_listen, "",
           "host:port serving Prometheus metrics at /metrics; empty = none");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "how long SIGTERM waits for in-flight calls");
+ABSL_FLAG(absl::Duration, max_connection_age, absl::Minutes(5),
+          "clients' connections are ended (GOAWAY) after about this long, "
+          "so that they resolve again and spread over replicas added since; "
+          "inf = never");
+ABSL_FLAG(absl::Duration, max_connection_age_grace, absl::Seconds(30),
+          "how long calls on an aged connection may still run (streams "
+          "are then ended UNAVAILABLE and resume with their token)");
+ABSL_FLAG(int, outbox_max_in_flight, 64,
+          "outbox messages sent to a peer at once (1 = one at a time, in "
+          "order)");
+ABSL_FLAG(std::string, replica_name, "",
+          "this replica's name in the outbox lease table; a restart under "
+          "the same name resumes delivery at once. Empty = host name and "
+          "--listen (a pod's name in Kubernetes)");
+ABSL_FLAG(std::string, log_level, "info",
+          "lines below this level are not written: debug, info, warning or "
+          "error");
+ABSL_FLAG(double, access_log_sample_rate, 1.0,
+          "share (0..1) of successful calls that get a log line; refused "
+          "calls and server faults are always logged");
 ABSL_FLAG(int, worker_threads, 8,
           "threads running handlers, SQLite work and peer calls");
 ABSL_FLAG(int, database_connections, 8,
           "connections each process keeps to its database at most; with "
           "PostgreSQL, size max_connections for replicas x this, per service");
+ABSL_FLAG(bool, create_database, true,
+          "create the SQLite store when its file does not exist; false "
+          "once the store has been initialised, so that a lost volume is "
+          "refused (\"store is missing\") instead of starting empty");
 ABSL_FLAG(std::string, service_token_file, "",
           "JWT with role `service` presented to peers; re-read when it "
           "changes");
@@ -121,8 +145,10 @@ JwtVerifier VerifierFromFlags() {
 }
 
 ServerOptions ServerOptionsFromFlags(std::string listen,
-                                     std::vector<std::string> health_names) {
+                                     std::vector<std::string> health_names,
+                                     const Database* store) {
   ServerOptions options;
+  if (store != nullptr) options.readiness = StoreReadiness(store);
   options.listen = std::move(listen);
   options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
   options.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
@@ -133,8 +159,20 @@ ServerOptions ServerOptionsFromFlags(std::string listen,
   options.health_listen = absl::GetFlag(FLAGS_health_listen);
   options.metrics_tls = absl::GetFlag(FLAGS_metrics_tls);
   options.tls_reload_interval = absl::GetFlag(FLAGS_tls_reload_interval);
+  options.max_connection_age = absl::GetFlag(FLAGS_max_connection_age);
+  options.max_connection_age_grace =
+      absl::GetFlag(FLAGS_max_connection_age_grace);
   options.health_service_names = std::move(health_names);
   return options;
+}
+
+std::function<absl::Status()> StoreReadiness(const Database* database) {
+  return [database]() -> absl::Status {
+    // A full disk still serves reads (writes fail RESOURCE_EXHAUSTED and
+    // custos_store_healthy says so); a corrupt store serves nothing right.
+    absl::Status health = database->Health();
+    return IsStoreCorrupt(health) ? health : absl::OkStatus();
+  };
 }
 
 std::shared_ptr<grpc::ChannelCredentials> PeerCredentialsFromFlags() {
@@ -147,12 +185,32 @@ std::shared_ptr<grpc::ChannelCredentials> PeerCredentialsFromFlags() {
   return *std::move(credentials);
 }
 
+OutboxOptions OutboxOptionsFromFlags(const std::string& listen) {
+  OutboxOptions options;
+  options.max_in_flight = absl::GetFlag(FLAGS_outbox_max_in_flight);
+  if (options.max_in_flight < 1) Die("--outbox_max_in_flight must be >= 1");
+  options.holder = absl::GetFlag(FLAGS_replica_name);
+  if (options.holder.empty()) options.holder = ReplicaName(listen);
+  return options;
+}
+
+void ApplyLogFlags() {
+  if (absl::Status set = SetLogLevel(absl::GetFlag(FLAGS_log_level));
+      !set.ok()) {
+    Die(absl::StrCat("--log_level: ", set.message()));
+  }
+  const double rate = absl::GetFlag(FLAGS_access_log_sample_rate);
+  if (!(rate >= 0 && rate <= 1)) Die("--access_log_sample_rate must be 0..1");
+  SetRpcLogSampleRate(rate);
+}
+
 int WorkerThreadsFlag() { return absl::GetFlag(FLAGS_worker_threads); }
 
 DatabaseOptions DatabaseOptionsFromFlags() {
   DatabaseOptions options;
   options.connections = absl::GetFlag(FLAGS_database_connections);
   if (options.connections < 1) Die("--database_connections must be at least 1");
+  options.create_if_missing = absl::GetFlag(FLAGS_create_database);
   return options;
 }
 

@@ -8,6 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/json_log.h"
+#include "common/trace_context.h"
 
 namespace custos {
 
@@ -37,6 +38,20 @@ std::string ServiceToken::Get() {
 void ServiceToken::Prepare(grpc::ClientContext* context,
                            absl::Duration timeout) {
   context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  // Within the deadline, a call waits for a connection rather than failing
+  // at once: a round-robin channel whose only replica is reconnecting (a
+  // peer restart) fails calls fast otherwise, though the peer is back
+  // within the backoff.
+  context->set_wait_for_ready(true);
+  // The call this thread serves continues into the peer: same trace (a new
+  // span) and the same request id.
+  if (const CallScope* call = CurrentCall(); call != nullptr) {
+    context->AddMetadata("traceparent", ChildSpan(call->trace).Traceparent());
+    if (!call->trace.tracestate.empty()) {
+      context->AddMetadata("tracestate", call->trace.tracestate);
+    }
+    context->AddMetadata("x-request-id", call->request_id);
+  }
   std::string token = Get();
   if (!token.empty()) {
     context->AddMetadata("authorization", absl::StrCat("Bearer ", token));

@@ -23,7 +23,8 @@ class ServiceToken {
   // The current token, without trailing whitespace.
   std::string Get();
 
-  // Adds `authorization: Bearer <token>` and a deadline of now + `timeout`.
+  // Adds `authorization: Bearer <token>` and a deadline of now + `timeout`,
+  // and makes the call wait for a connection within that deadline.
   void Prepare(grpc::ClientContext* context, absl::Duration timeout);
 
  private:

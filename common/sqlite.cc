@@ -30,7 +30,14 @@ absl::Status SqliteError(sqlite3* db, int code, absl::string_view what) {
   switch (code & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
       return absl::UnavailableError(message);
+    case SQLITE_FULL:
+      return StoreFullError(absl::StrCat("store is full: ", message));
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return StoreCorruptError(absl::StrCat("store is corrupt: ", message));
     case SQLITE_CONSTRAINT:
       if (code == SQLITE_CONSTRAINT_PRIMARYKEY ||
           code == SQLITE_CONSTRAINT_UNIQUE) {
@@ -166,12 +173,13 @@ bool SqliteStatement::ColumnIsNull(int index) const {
 }
 
 absl::StatusOr<std::unique_ptr<SqliteConnection>> SqliteConnection::Open(
-    const std::string& path, int busy_timeout_ms) {
+    const std::string& path, int busy_timeout_ms, bool create) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(
-      path.c_str(), &db,
-      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-      nullptr);
+  int rc = sqlite3_open_v2(path.c_str(), &db,
+                           SQLITE_OPEN_READWRITE |
+                               (create ? SQLITE_OPEN_CREATE : 0) |
+                               SQLITE_OPEN_NOMUTEX,
+                           nullptr);
   if (rc != SQLITE_OK) {
     absl::Status status = SqliteError(db, rc, absl::StrCat("open ", path));
     sqlite3_close(db);
@@ -199,6 +207,15 @@ absl::StatusOr<Statement> SqliteConnection::Prepare(absl::string_view sql) {
     int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
                                 SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
     if (rc != SQLITE_OK) {
+      // Every statement was prepared against the migrated schema; a table
+      // gone since the start means the file was replaced or damaged under
+      // the process.
+      if (rc == SQLITE_ERROR &&
+          absl::StartsWith(sqlite3_errmsg(db_), "no such table")) {
+        return StoreCorruptError(
+            absl::StrCat("store is corrupt: its schema is gone (",
+                         sqlite3_errmsg(db_), ")"));
+      }
       return SqliteError(db_, rc, absl::StrCat("prepare \"", sql, "\""));
     }
     it = statements_.emplace(std::string(sql), stmt).first;
@@ -216,19 +233,41 @@ absl::Status SqliteConnection::Exec(const std::string& sql) {
                      absl::StrCat("exec: ", message));
 }
 
+bool SqliteConnection::InTransaction() const {
+  return sqlite3_get_autocommit(db_) == 0;
+}
+
 int SqliteConnection::Changes() const { return sqlite3_changes(db_); }
 
 absl::StatusOr<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(
     const SqliteOptions& options, const std::vector<Migration>& migrations) {
+  struct stat existing;
+  if (!options.create_if_missing &&
+      stat(options.path.c_str(), &existing) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("store is missing: ", options.path,
+                     " does not exist and is not created outside a first start "
+                     "(--create_database=false)"));
+  }
   RETURN_IF_ERROR(RestrictToOwner(options.path));
   std::unique_ptr<SqliteDatabase> database(new SqliteDatabase);
   for (int i = 0; i < std::max(1, options.pool_size); ++i) {
-    ASSIGN_OR_RETURN(
-        auto connection,
-        SqliteConnection::Open(options.path, options.busy_timeout_ms));
+    ASSIGN_OR_RETURN(auto connection, SqliteConnection::Open(
+                                          options.path, options.busy_timeout_ms,
+                                          options.create_if_missing));
     database->idle_.push_back(connection.get());
     database->all_.push_back(std::move(connection));
   }
+  // A damaged file is refused before anything is migrated or written:
+  // never patched over, never replaced by an empty store.
+  RETURN_IF_ERROR(database->Read([](Connection& db) -> absl::Status {
+    ASSIGN_OR_RETURN(Statement check, db.Prepare("PRAGMA quick_check"));
+    ASSIGN_OR_RETURN(bool row, check.Step());
+    if (row && check.ColumnText(0) == "ok") return absl::OkStatus();
+    return StoreCorruptError(
+        absl::StrCat("store is corrupt: quick_check: ",
+                     row ? check.ColumnText(0) : "no answer"));
+  }));
   RETURN_IF_ERROR(database->Write([](Connection& db) {
     return db.Exec(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -273,7 +312,8 @@ void SqliteDatabase::Release(SqliteConnection* connection) {
   idle_.push_back(connection);
 }
 
-absl::Status SqliteDatabase::Transaction(const char* begin, const Body& body) {
+absl::Status SqliteDatabase::Transaction(bool write, const Body& body) {
+  const char* begin = write ? "BEGIN IMMEDIATE" : "BEGIN";
   SqliteConnection* connection = Acquire();
   // Cached statements: BEGIN and COMMIT run on every call, and re-parsing
   // them showed up in GetCustomer's profile.
@@ -284,12 +324,72 @@ absl::Status SqliteDatabase::Transaction(const char* begin, const Body& body) {
     if (!status.ok()) RunCached(*connection, "ROLLBACK").IgnoreError();
   }
   Release(connection);
+  Observe(status, write);
   return status;
 }
 
 absl::Status SqliteDatabase::Write(const Body& body) {
-  absl::MutexLock lock(&write_mu_);
-  return Transaction("BEGIN IMMEDIATE", body);
+  // At most this many bodies share a transaction, so one group's commit
+  // latency stays bounded.
+  constexpr size_t kMaxGroup = 64;
+  PendingWrite me{&body};
+  std::vector<PendingWrite*> group;
+  {
+    absl::MutexLock lock(&group_mu_);
+    waiting_.push_back(&me);
+    auto done_or_free = [this, &me]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(group_mu_) {
+      return me.done || !leading_;
+    };
+    group_mu_.Await(absl::Condition(&done_or_free));
+    if (me.done) return me.status;
+    leading_ = true;
+    while (!waiting_.empty() && group.size() < kMaxGroup) {
+      group.push_back(waiting_.front());
+      waiting_.pop_front();
+    }
+  }
+  {
+    absl::MutexLock lock(&write_mu_);
+    if (group.size() == 1 || !CommitGroup(group)) {
+      for (PendingWrite* write : group) {
+        write->status = Transaction(/*write=*/true, *write->body);
+      }
+    }
+  }
+  absl::MutexLock lock(&group_mu_);
+  for (PendingWrite* write : group) write->done = true;
+  leading_ = false;
+  return me.status;
+}
+
+bool SqliteDatabase::CommitGroup(const std::vector<PendingWrite*>& group) {
+  SqliteConnection* connection = Acquire();
+  bool committed = RunCached(*connection, "BEGIN IMMEDIATE").ok();
+  for (size_t i = 0; committed && i < group.size(); ++i) {
+    committed = RunCached(*connection, "SAVEPOINT grouped_write").ok();
+    if (!committed) break;
+    absl::Status status = (*group[i]->body)(*connection);
+    // SQLite may have ended the whole transaction (SQLITE_FULL, an I/O
+    // error): then every body of the group runs again alone.
+    committed = connection->InTransaction();
+    if (!committed) break;
+    if (!status.ok()) {
+      committed =
+          RunCached(*connection, "ROLLBACK TO SAVEPOINT grouped_write").ok();
+    }
+    committed = committed &&
+                RunCached(*connection, "RELEASE SAVEPOINT grouped_write").ok();
+    group[i]->status = status;
+  }
+  if (committed) committed = RunCached(*connection, "COMMIT").ok();
+  if (committed) {
+    for (PendingWrite* write : group) Observe(write->status, /*write=*/true);
+  }
+  if (!committed && connection->InTransaction()) {
+    RunCached(*connection, "ROLLBACK").IgnoreError();
+  }
+  Release(connection);
+  return committed;
 }
 
 DatabaseStats SqliteDatabase::Stats() const {
@@ -300,7 +400,7 @@ DatabaseStats SqliteDatabase::Stats() const {
 }
 
 absl::Status SqliteDatabase::Read(const Body& body) {
-  return Transaction("BEGIN", body);
+  return Transaction(/*write=*/false, body);
 }
 
 }  // namespace custos

@@ -2,6 +2,7 @@
 #define CUSTOS_COMMON_SQLITE_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -55,12 +56,15 @@ class SqliteStatement : public Statement::Backend {
 class SqliteConnection : public Connection {
  public:
   static absl::StatusOr<std::unique_ptr<SqliteConnection>> Open(
-      const std::string& path, int busy_timeout_ms);
+      const std::string& path, int busy_timeout_ms, bool create = true);
   ~SqliteConnection() override;
 
   absl::StatusOr<Statement> Prepare(absl::string_view sql) override;
   absl::Status Exec(const std::string& sql) override;
   int Changes() const override;
+  // Whether a transaction is open (SQLite ends one by itself on some
+  // errors: a full disk, an I/O error).
+  bool InTransaction() const;
 
  private:
   explicit SqliteConnection(sqlite3* db) : db_(db) {}
@@ -75,6 +79,9 @@ struct SqliteOptions {
   int busy_timeout_ms = 5000;
   // Default: 8. Connections for concurrent readers.
   int pool_size = 8;
+  // Default: true. False: a missing file is FAILED_PRECONDITION ("store is
+  // missing") instead of a new empty store.
+  bool create_if_missing = true;
 };
 
 // An SQLite database in WAL mode (readers never block the writer), with
@@ -94,19 +101,42 @@ class SqliteDatabase : public Database {
 
   // Runs `body` in a write transaction (BEGIN IMMEDIATE). Commits when it
   // returns OK, rolls back otherwise and returns its status. Writers inside
-  // this process are serialized here rather than by SQLite's busy polling.
+  // this process are serialized here rather than by SQLite's busy polling,
+  // and committed in groups: writers that arrive while a commit is under way
+  // run next in one transaction, each body inside its own savepoint (rolled
+  // back alone when it fails), so a burst of writes shares one fsync. The
+  // result is as if they had run one after another. Should the transaction
+  // itself fail (SQLite ends it on a full disk or an I/O error, or COMMIT
+  // fails), each body of the group runs again alone, so one write's trouble
+  // never becomes another's: bodies are re-runnable, as on PostgreSQL.
   absl::Status Write(const Body& body) override;
   // Runs `body` in a read transaction: one consistent snapshot.
   absl::Status Read(const Body& body) override;
   DatabaseStats Stats() const override;
+  // WAL readers take no lock a writer holds, and the file is local.
+  bool ReadsMayBlock() const override { return false; }
 
  private:
   SqliteDatabase() = default;
-  absl::Status Transaction(const char* begin, const Body& body);
+  absl::Status Transaction(bool write, const Body& body);
   SqliteConnection* Acquire();
   void Release(SqliteConnection* connection);
 
+  struct PendingWrite {
+    const Body* body;
+    absl::Status status;
+    bool done = false;
+  };
+  // Runs `group` in one transaction; false when the transaction failed as a
+  // whole (then nothing of it was committed).
+  bool CommitGroup(const std::vector<PendingWrite*>& group);
+
   absl::Mutex write_mu_;
+  // Writers waiting for the next group, oldest first; one leader at a time
+  // runs a group.
+  absl::Mutex group_mu_;
+  std::deque<PendingWrite*> waiting_ ABSL_GUARDED_BY(group_mu_);
+  bool leading_ ABSL_GUARDED_BY(group_mu_) = false;
   absl::Mutex pool_mu_;
   std::vector<std::unique_ptr<SqliteConnection>> all_;
   std::vector<SqliteConnection*> idle_ ABSL_GUARDED_BY(pool_mu_);

@@ -27,7 +27,8 @@ AccessService::WatchPermissionChanges(
   CallContext call;
   absl::StatusOr<StreamQuota::Lease> lease;
   absl::StatusOr<std::optional<WatchPosition>> from;
-  absl::Status status = runner_.AuthenticateStream(context, &call);
+  absl::Status status =
+      runner_.AuthenticateStream(context, "WatchPermissionChanges", &call);
   if (status.ok()) {
     // The caller's stream cap, before anything is read.
     lease = watch_hub_->quota()->Acquire(call.principal);
@@ -38,14 +39,14 @@ AccessService::WatchPermissionChanges(
     status = from.status();
   }
   if (!status.ok()) {
-    RpcRunner::LogStream("WatchPermissionChanges", start, call, status);
+    runner_.LogStream("WatchPermissionChanges", start, call, status);
     return new RefusedWatch(ToGrpcStatus(status));  // `lease` given back
   }
   auto stream = std::make_shared<WatchStream>(
       watch_hub_, *std::move(from),
-      [call, start](const grpc::Status& done) {
-        RpcRunner::LogStream("WatchPermissionChanges", start, call,
-                             FromGrpcStatus(done));
+      [this, call, start](const grpc::Status& done) {
+        runner_.LogStream("WatchPermissionChanges", start, call,
+                          FromGrpcStatus(done));
       },
       *std::move(lease));
   return WatchStream::Start(std::move(stream));  // reads on the hub's thread

@@ -21,7 +21,9 @@ class AccessService final : public v1::AccessService::CallbackService {
   // REQUIRES: all outlive the service.
   AccessService(AccessLogic* logic, WatchHub* watch_hub,
                 const JwtVerifier* verifier, Executor* executor)
-      : logic_(logic), watch_hub_(watch_hub), runner_(verifier, executor) {}
+      : logic_(logic),
+        watch_hub_(watch_hub),
+        runner_("custos.access.v1.AccessService", verifier, executor) {}
 
   grpc::ServerWriteReactor<v1::WatchPermissionChangesResponse>*
   WatchPermissionChanges(

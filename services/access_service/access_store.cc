@@ -119,6 +119,7 @@ CREATE INDEX permission_changes_by_time ON permission_changes(change_micros);
        "CREATE INDEX access_requests_pending_by_requester ON "
        "access_requests(site_id, requester) WHERE state = 1;"},
       {15, kOutboxDeadLettersSchema},
+      {16, kOutboxTraceSchema},
   };
   return *migrations;
 }

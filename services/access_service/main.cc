@@ -87,6 +87,7 @@ using custos::Die;
 int main(int argc, char** argv) {
   custos::BlockTerminationSignals();
   custos::ParseFlagsWithEnvironment(argc, argv);
+  custos::ApplyLogFlags();
 
   const custos::JwtVerifier verifier = custos::VerifierFromFlags();
 
@@ -153,7 +154,7 @@ int main(int argc, char** argv) {
       !address.empty()) {
     notifications_outbox = std::make_unique<custos::OutboxWorker>(
         db->get(), custos::RealClock::Get(), "notifications",
-        custos::OutboxOptions(),
+        custos::OutboxOptionsFromFlags(absl::GetFlag(FLAGS_listen)),
         custos::PeerDelivery(
             custos::PeerChannel(address, peer_credentials), &token,
             absl::Milliseconds(absl::GetFlag(FLAGS_peer_timeout_ms))));
@@ -282,12 +283,14 @@ int main(int argc, char** argv) {
   custos::access::WatchHub watch_hub(&change_log,
                                      absl::GetFlag(FLAGS_watch_poll_interval),
                                      absl::GetFlag(FLAGS_max_watch_streams));
-  custos::Executor executor(custos::WorkerThreadsFlag());
+  custos::Executor executor(custos::WorkerThreadsFlag(),
+                            /*inline_reads=*/!(*db)->ReadsMayBlock());
   custos::access::AccessService service(&logic, &watch_hub, &verifier,
                                         &executor);
 
   custos::ServerOptions options = custos::ServerOptionsFromFlags(
-      absl::GetFlag(FLAGS_listen), {"custos.access.v1.AccessService"});
+      absl::GetFlag(FLAGS_listen), {"custos.access.v1.AccessService"},
+      db->get());
   // Open Watch streams end when the drain starts, telling clients to
   // reconnect with their resume token.
   options.on_shutdown = [&watch_hub] { watch_hub.Shutdown(); };

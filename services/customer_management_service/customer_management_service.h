@@ -18,7 +18,9 @@ class CustomerManagementService final
   // REQUIRES: all outlive the service.
   CustomerManagementService(CustomerManagement* logic,
                             const JwtVerifier* verifier, Executor* executor)
-      : logic_(logic), runner_(verifier, executor) {}
+      : logic_(logic),
+        runner_("custos.customers.v1.CustomerManagementService", verifier,
+                executor) {}
 
   grpc::ServerUnaryReactor* CreatePartner(
       grpc::CallbackServerContext* context,

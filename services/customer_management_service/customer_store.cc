@@ -103,6 +103,7 @@ CREATE TABLE customer_change_heads (
       {9, kAuditEventsTimeIndexSchema},
       {10, kIdempotencyKeysTimeIndexSchema},
       {11, kOutboxDeadLettersSchema},
+      {12, kOutboxTraceSchema},
   };
   return *migrations;
 }

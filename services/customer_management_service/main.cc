@@ -46,6 +46,7 @@ using custos::Die;
 int main(int argc, char** argv) {
   custos::BlockTerminationSignals();
   custos::ParseFlagsWithEnvironment(argc, argv);
+  custos::ApplyLogFlags();
 
   const custos::JwtVerifier verifier = custos::VerifierFromFlags();
 
@@ -73,7 +74,7 @@ int main(int argc, char** argv) {
     if (address.empty()) return worker;
     worker = std::make_unique<custos::OutboxWorker>(
         db->get(), custos::RealClock::Get(), destination,
-        custos::OutboxOptions(),
+        custos::OutboxOptionsFromFlags(absl::GetFlag(FLAGS_listen)),
         custos::PeerDelivery(custos::PeerChannel(address, peer_credentials),
                              &token, timeout));
     worker->Start();
@@ -124,13 +125,14 @@ int main(int argc, char** argv) {
   });
   custos::RetentionPruner retention_pruner(
       custos::SharedRetentionRules(db->get()), custos::RealClock::Get());
-  custos::Executor executor(custos::WorkerThreadsFlag());
+  custos::Executor executor(custos::WorkerThreadsFlag(),
+                            /*inline_reads=*/!(*db)->ReadsMayBlock());
   custos::customers::CustomerManagementService service(&logic, &verifier,
                                                        &executor);
 
   custos::ServerOptions options = custos::ServerOptionsFromFlags(
       absl::GetFlag(FLAGS_listen),
-      {"custos.customers.v1.CustomerManagementService"});
+      {"custos.customers.v1.CustomerManagementService"}, db->get());
   absl::Status status = custos::ServeUntilTerminated(options, {&service});
   executor.Shutdown();
   if (access_outbox) access_outbox->Stop();

@@ -63,6 +63,7 @@ using custos::Die;
 int main(int argc, char** argv) {
   custos::BlockTerminationSignals();
   custos::ParseFlagsWithEnvironment(argc, argv);
+  custos::ApplyLogFlags();
 
   const custos::JwtVerifier verifier = custos::VerifierFromFlags();
 
@@ -137,13 +138,14 @@ int main(int argc, char** argv) {
        }});
   auto retention_pruner = std::make_unique<custos::RetentionPruner>(
       std::move(retention), custos::RealClock::Get());
-  custos::Executor executor(custos::WorkerThreadsFlag());
+  custos::Executor executor(custos::WorkerThreadsFlag(),
+                            /*inline_reads=*/!(*db)->ReadsMayBlock());
   custos::notifications::NotificationService service(
       &logic, &webhook_logic, &verifier, &executor, db->get(), &hub);
 
   custos::ServerOptions options = custos::ServerOptionsFromFlags(
       absl::GetFlag(FLAGS_listen),
-      {"custos.notifications.v1.NotificationService"});
+      {"custos.notifications.v1.NotificationService"}, db->get());
   // Open streams end when the drain starts, telling clients to reconnect.
   options.on_shutdown = [&hub] { hub.Shutdown(); };
   absl::Status status = custos::ServeUntilTerminated(options, {&service});

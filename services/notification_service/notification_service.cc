@@ -25,7 +25,8 @@ NotificationService::StreamNotifications(
   std::string user_id;
   int64_t cursor = 0;
   absl::StatusOr<StreamQuota::Lease> lease;
-  absl::Status status = runner_.AuthenticateStream(context, &call);
+  absl::Status status =
+      runner_.AuthenticateStream(context, "StreamNotifications", &call);
   if (status.ok()) {
     // The caller's stream cap, before PrepareStream reads the inbox.
     lease = hub_->quota()->Acquire(call.principal);
@@ -35,14 +36,14 @@ NotificationService::StreamNotifications(
     status = logic_->PrepareStream(call, *request, &user_id, &cursor);
   }
   if (!status.ok()) {
-    RpcRunner::LogStream("StreamNotifications", start, call, status);
+    runner_.LogStream("StreamNotifications", start, call, status);
     return new RefusedStream(ToGrpcStatus(status));  // `lease` given back
   }
   auto stream = std::make_shared<InboxStream>(
       db_, hub_, user_id, cursor,
-      [call, start](const grpc::Status& done) {
-        RpcRunner::LogStream("StreamNotifications", start, call,
-                             FromGrpcStatus(done));
+      [this, call, start](const grpc::Status& done) {
+        runner_.LogStream("StreamNotifications", start, call,
+                          FromGrpcStatus(done));
       },
       *std::move(lease));
   return InboxStream::Start(std::move(stream));

@@ -25,7 +25,8 @@ class NotificationService final
                       Database* db, InboxHub* hub)
       : logic_(logic),
         webhooks_(webhooks),
-        runner_(verifier, executor),
+        runner_("custos.notifications.v1.NotificationService", verifier,
+                executor),
         db_(db),
         hub_(hub) {}
 

@@ -109,6 +109,11 @@ CREATE INDEX inbox_by_arrival ON inbox(user_id, arrival);
       {9, kAuditEventsTimeIndexSchema},
       {10, kIdempotencyKeysTimeIndexSchema},
       {11, "CREATE INDEX inbox_read_by_time ON inbox(read, create_micros);"},
+      // Webhook POSTs carry the publishing call's trace and request id.
+      {12,
+       "ALTER TABLE webhook_deliveries ADD COLUMN trace_parent TEXT NOT NULL "
+       "DEFAULT ''; ALTER TABLE webhook_deliveries ADD COLUMN request_id TEXT "
+       "NOT NULL DEFAULT '';"},
   };
   return *migrations;
 }

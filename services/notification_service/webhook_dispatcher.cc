@@ -275,15 +275,20 @@ absl::StatusOr<bool> WebhookDispatcher::AttemptOne() {
   }));
   if (!due) return false;
   const absl::Time now = clock_->Now();
-  const absl::Status posted = Deliver(
-      due->url, body,
-      {"Content-Type: application/json",
-       absl::StrCat(
-           "X-Custos-Signature: ",
-           WebhookSignature(due->secret, body, absl::ToUnixSeconds(now))),
-       absl::StrCat("X-Custos-Delivery: ", due->key.owner, "/webhookEndpoints/",
-                    due->key.endpoint_id, "/deliveries/", due->key.alert_id)},
-      options_);
+  std::vector<std::string> headers = {
+      "Content-Type: application/json",
+      absl::StrCat(
+          "X-Custos-Signature: ",
+          WebhookSignature(due->secret, body, absl::ToUnixSeconds(now))),
+      absl::StrCat("X-Custos-Delivery: ", due->key.owner, "/webhookEndpoints/",
+                   due->key.endpoint_id, "/deliveries/", due->key.alert_id)};
+  if (!due->trace_parent.empty()) {
+    headers.push_back(absl::StrCat("traceparent: ", due->trace_parent));
+  }
+  if (!due->request_id.empty()) {
+    headers.push_back(absl::StrCat("X-Request-Id: ", due->request_id));
+  }
+  const absl::Status posted = Deliver(due->url, body, headers, options_);
   const int64_t failures = due->attempts + 1;
   std::optional<absl::Time> retry_at;
   if (!posted.ok() && failures < options_.max_attempts) {

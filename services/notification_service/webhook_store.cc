@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/trace_context.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace custos::notifications {
@@ -82,14 +83,25 @@ absl::StatusOr<int64_t> WebhookStore::QueueAlert(
   ASSIGN_OR_RETURN(
       Statement insert,
       db.Prepare("INSERT INTO webhook_deliveries(owner, endpoint_id, "
-                 "alert_id, create_micros, next_attempt_micros) SELECT owner, "
-                 "id, ?1, ?2, ?2 FROM webhook_endpoints WHERE ?3 = 1 OR owner "
-                 "= ?4 ON CONFLICT(owner, endpoint_id, alert_id) DO NOTHING"));
+                 "alert_id, create_micros, next_attempt_micros, trace_parent, "
+                 "request_id) SELECT owner, id, ?1, ?2, ?2, ?5, ?6 FROM "
+                 "webhook_endpoints WHERE ?3 = 1 OR owner = ?4 ON "
+                 "CONFLICT(owner, endpoint_id, alert_id) DO NOTHING"));
   int64_t queued = 0;
   const int64_t micros = absl::ToUnixMicros(now);
+  // The POST continues the trace of the call that published the alert.
+  const CallScope* call = CurrentCall();
+  const std::string trace_parent =
+      call != nullptr ? ChildSpan(call->trace).Traceparent() : "";
+  const std::string request_id = call != nullptr ? call->request_id : "";
   if (all) {
-    RETURN_IF_ERROR(
-        insert.Bind(1, alert_id).Bind(2, micros).Bind(3, 1).Bind(4, "").Run());
+    RETURN_IF_ERROR(insert.Bind(1, alert_id)
+                        .Bind(2, micros)
+                        .Bind(3, 1)
+                        .Bind(4, "")
+                        .Bind(5, trace_parent)
+                        .Bind(6, request_id)
+                        .Run());
     return db.Changes();
   }
   for (const std::string& owner : owners) {
@@ -97,6 +109,8 @@ absl::StatusOr<int64_t> WebhookStore::QueueAlert(
                         .Bind(2, micros)
                         .Bind(3, 0)
                         .Bind(4, owner)
+                        .Bind(5, trace_parent)
+                        .Bind(6, request_id)
                         .Run());
     queued += db.Changes();
     insert.Reset();
@@ -109,7 +123,8 @@ absl::StatusOr<std::optional<WebhookStore::DueDelivery>> WebhookStore::ClaimDue(
   ASSIGN_OR_RETURN(
       Statement select,
       db.Prepare("SELECT d.owner, d.endpoint_id, d.alert_id, d.attempts, "
-                 "e.url, e.secret FROM webhook_deliveries d JOIN "
+                 "e.url, e.secret, d.trace_parent, d.request_id FROM "
+                 "webhook_deliveries d JOIN "
                  "webhook_endpoints e ON e.owner = d.owner AND e.id = "
                  "d.endpoint_id WHERE d.state = 1 AND d.next_attempt_micros "
                  "<= ? ORDER BY d.next_attempt_micros LIMIT 1"));
@@ -120,7 +135,9 @@ absl::StatusOr<std::optional<WebhookStore::DueDelivery>> WebhookStore::ClaimDue(
       {select.ColumnText(0), select.ColumnText(1), select.ColumnText(2)},
       select.ColumnInt64(3),
       select.ColumnText(4),
-      select.ColumnText(5)};
+      select.ColumnText(5),
+      select.ColumnText(6),
+      select.ColumnText(7)};
   ASSIGN_OR_RETURN(
       Statement lease_it,
       db.Prepare("UPDATE webhook_deliveries SET next_attempt_micros = ? "

@@ -38,6 +38,10 @@ class WebhookStore {
     int64_t attempts = 0;  // made before this one
     std::string url;
     std::string secret;
+    // The trace and request id of the call that published the alert (the
+    // POST's traceparent and X-Request-Id); empty for older rows.
+    std::string trace_parent;
+    std::string request_id;
   };
 
   static absl::Status InsertEndpoint(Connection& db, const std::string& owner,

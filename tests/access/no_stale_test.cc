@@ -141,7 +141,11 @@ class NoStaleTest : public ::testing::Test {
         absl::StrCat("--customers_address=127.0.0.1:", customers_port_),
         absl::StrCat("--service_token_file=", dir_, "/service-token"),
         absl::StrCat("--policy_file=", std::getenv("CUSTOS_SOURCE_DIR"),
-                     "/deploy/base/policy/default_policy.textproto")};
+                     "/deploy/base/policy/default_policy.textproto"),
+        // Peer calls wait for a connection within their deadline; while
+        // the schedule keeps customer_management_service down, each
+        // customer check costs that deadline (500 ms by default).
+        "--peer_timeout_ms=250"};
     args.insert(args.end(), extra.begin(), extra.end());
     access_ = std::make_unique<ServiceProcess>(kAccessBinary, args);
     ASSERT_TRUE(access_->Start(absl::StrCat("127.0.0.1:", access_port_)).ok());

@@ -2,6 +2,7 @@
 // peer that fails on demand (DESIGN §1: nothing lost, retried with backoff).
 #include "common/outbox.h"
 
+#include <atomic>
 #include <memory>
 #include <set>
 #include <string>
@@ -43,7 +44,8 @@ const std::vector<Migration>& Migrations() {
       new std::vector<Migration>{{1, kOutboxSchema},
                                  {2, kOutboxByDestinationSchema},
                                  {3, kOutboxLeasesSchema},
-                                 {4, kOutboxDeadLettersSchema}};
+                                 {4, kOutboxDeadLettersSchema},
+                                 {5, kOutboxTraceSchema}};
   return *migrations;
 }
 
@@ -281,6 +283,117 @@ TEST_F(OutboxTest, APermanentRefusalIsDeadLetteredAndTheRestFlows) {
   EXPECT_EQ(event.request_id(), "b");
   // Paging past the last one ends the list.
   EXPECT_TRUE(ListDeadLetters(*db_, (*letters)[0].message.id, 10)->empty());
+}
+
+// Issue 13: a group of messages is handed to the peer at once (PeerDelivery
+// sends them concurrently) and its outcome recorded in one transaction; a
+// retryable failure in a group keeps that message queued, records the
+// others, and ends the pass.
+TEST_F(OutboxTest, GroupsGoOutTogetherAndAFailureKeepsOnlyItsMessage) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) ids.push_back(absl::StrCat("m", 100 + i));
+  ASSERT_TRUE(Enqueue(ids).ok());
+  OutboxOptions options;
+  options.max_in_flight = 8;
+  std::vector<size_t> group_sizes;
+  std::vector<std::string> received;
+  OutboxWorker worker(
+      db_.get(), &clock_, "peer", options,
+      [&](const std::vector<OutboxMessage>& group) {
+        group_sizes.push_back(group.size());
+        std::vector<absl::Status> results;
+        for (const OutboxMessage& message : group) {
+          custos::common::v1::AuditEvent event;
+          EXPECT_TRUE(event.ParseFromString(message.payload));
+          if (event.request_id() == "m110") {
+            results.push_back(absl::UnavailableError("peer restarting"));
+          } else {
+            received.push_back(event.request_id());
+            results.push_back(absl::OkStatus());
+          }
+        }
+        return results;
+      });
+  EXPECT_EQ(worker.DeliverPending(absl::Seconds(5)).code(),
+            absl::StatusCode::kUnavailable);
+  // Two groups of 8; the pass ended with the second, which held m110.
+  EXPECT_THAT(group_sizes, ElementsAre(8, 8));
+  EXPECT_EQ(received.size(), 15u);
+  EXPECT_EQ(*worker.Depth(), 5);  // m110 (retried later) and m116..m119
+  EXPECT_EQ(worker.delivered(), 15);
+  EXPECT_EQ(worker.failed_attempts(), 1);
+}
+
+// Issue 13: after a kill -9, the restarted process (same replica name)
+// takes its predecessor's lease at once; any other replica still waits.
+TEST_F(OutboxTest, ARestartedReplicaTakesItsOwnLeaseAtOnce) {
+  ASSERT_TRUE(Enqueue({"a"}).ok());
+  ASSERT_TRUE(
+      db_->Write([&](Connection& db) -> absl::Status {
+           auto insert = db.Prepare(
+               "INSERT INTO outbox_leases(destination, holder, "
+               "expire_micros) VALUES ('peer', 'pod-0/0.0.0.0:50051', ?)");
+           if (!insert.ok()) return insert.status();
+           return insert
+               ->Bind(1, absl::ToUnixMicros(clock_.Now() + absl::Seconds(10)))
+               .Run();
+         })
+          .ok());
+  OutboxOptions other_name;
+  other_name.holder = "pod-1/0.0.0.0:50051";
+  OutboxWorker other(db_.get(), &clock_, "peer", other_name,
+                     [&](const OutboxMessage& m) { return peer_.Deliver(m); });
+  EXPECT_EQ(other.DeliverPending(absl::Milliseconds(50)).code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(peer_.received.empty());
+  OutboxOptions same_name;
+  same_name.holder = "pod-0/0.0.0.0:50051";
+  OutboxWorker successor(
+      db_.get(), &clock_, "peer", same_name,
+      [&](const OutboxMessage& m) { return peer_.Deliver(m); });
+  ASSERT_TRUE(successor.DeliverPending(absl::Seconds(5)).ok());
+  EXPECT_THAT(peer_.received, ElementsAre("a"));
+}
+
+// Issue 13: Stop ends a pass after the group in flight, gives the lease up
+// and leaves the backlog to the next owner, whatever its size.
+TEST_F(OutboxTest, StopEndsAPassAfterTheGroupInFlightAndFreesTheLease) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2000; ++i) ids.push_back(absl::StrCat("m", i));
+  ASSERT_TRUE(Enqueue(ids).ok());
+  OutboxOptions options;
+  options.max_in_flight = 10;
+  std::atomic<int> groups{0};
+  auto worker = std::make_unique<OutboxWorker>(
+      db_.get(), &clock_, "peer", options,
+      [&](const std::vector<OutboxMessage>& group) {
+        absl::SleepFor(absl::Milliseconds(20));  // a slow peer
+        groups.fetch_add(1);
+        return std::vector<absl::Status>(group.size(), absl::OkStatus());
+      });
+  worker->Start();
+  const absl::Time by = absl::Now() + absl::Seconds(10);
+  while (groups.load() < 2 && absl::Now() < by) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_GE(groups.load(), 2);
+  const absl::Time stop_started = absl::Now();
+  worker->Stop();
+  const absl::Duration stop_took = absl::Now() - stop_started;
+  // One group in flight at most (20 ms), not the 200 groups queued (4 s).
+  EXPECT_LT(stop_took, absl::Seconds(1)) << stop_took;
+  EXPECT_EQ(worker->DeliverPending(absl::Seconds(1)).code(),
+            absl::StatusCode::kUnavailable);
+  const int64_t left = *worker->Depth();
+  EXPECT_GT(left, 1000);
+  EXPECT_EQ(left, 2000 - 10 * groups.load());
+  // The lease was given up: another replica carries on at once.
+  OutboxOptions next_options;
+  next_options.holder = "next-owner";
+  OutboxWorker next(db_.get(), &clock_, "peer", next_options,
+                    [&](const OutboxMessage& m) { return peer_.Deliver(m); });
+  ASSERT_TRUE(next.DeliverPending(absl::Seconds(30)).ok());
+  EXPECT_EQ(static_cast<int64_t>(peer_.received.size()), left);
 }
 
 // Only answers no retry can change are dead letters: an outage or a

@@ -21,10 +21,12 @@
 #include "absl/time/time.h"
 #include "common/auth.h"
 #include "common/database.h"
+#include "common/peer_delivery.h"
 #include "custos/access/v1/access_service.grpc.pb.h"
 #include "custos/customers/v1/customers_service.grpc.pb.h"
 #include "custos/notifications/v1/notifications_service.grpc.pb.h"
 #include "gmock/gmock.h"
+#include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "tests/support/redis_server.h"
 #include "tests/support/service_process.h"
@@ -509,6 +511,80 @@ TEST_F(ReplicaTest, R6_R8_BothReplicasSweepingExpireARequestOnce) {
                                                       list, &inbox);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(inbox.notifications_size(), 1);
+}
+
+// How many calls of `method` replica `process` has logged (its log is
+// flushed in the background, so callers wait for a count).
+int CallsLogged(const ServiceProcess& process, const std::string& method) {
+  const std::string log = process.ReadLog();
+  const std::string needle = absl::StrCat("\"method\":\"", method, "\"");
+  int count = 0;
+  for (size_t at = log.find(needle); at != std::string::npos;
+       at = log.find(needle, at + 1)) {
+    ++count;
+  }
+  return count;
+}
+
+TEST_F(ReplicaTest, LoadSpreads_PeerChannelCallsEveryReplicaOfATarget) {
+  // One target naming both customer replicas, as a headless Service's DNS
+  // name resolves to every ready pod; dialled the way every peer dials.
+  auto channel =
+      PeerChannel(absl::StrCat("ipv4:127.0.0.1:", customers_port_[kA],
+                               ",127.0.0.1:", customers_port_[kB]),
+                  grpc::InsecureChannelCredentials());
+  auto stub = cv1::CustomerManagementService::NewStub(channel);
+  constexpr int kCalls = 40;
+  for (int i = 0; i < kCalls; ++i) {
+    cv1::ListCustomersRequest request;
+    cv1::ListCustomersResponse response;
+    auto status = stub->ListCustomers(As(admin_).get(), request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  // Round robin: each replica serves half (give or take the first calls
+  // made while the second connection was still being dialled).
+  std::array<int, 2> served{};
+  const absl::Time by = absl::Now() + absl::Seconds(10);
+  do {
+    absl::SleepFor(absl::Milliseconds(50));
+    for (int i : {kA, kB}) {
+      served[i] = CallsLogged(*customers_[i], "ListCustomers");
+    }
+  } while (served[kA] + served[kB] < kCalls && absl::Now() < by);
+  EXPECT_EQ(served[kA] + served[kB], kCalls);
+  EXPECT_GE(served[kA], kCalls / 4) << "replica A served " << served[kA];
+  EXPECT_GE(served[kB], kCalls / 4) << "replica B served " << served[kB];
+}
+
+TEST_F(ReplicaTest, LoadSpreads_ServerEndsConnectionsAfterMaxConnectionAge) {
+  // A third customers replica that ages connections out after a second: a
+  // client holding one connection (pick_first) is sent away and dials
+  // again, which is what lets it find replicas added since.
+  const int port = FreePort();
+  auto aging =
+      Start(kCustomersBinary,
+            {absl::StrCat("--jwt_hs256_secret_file=", dir_, "/secret"),
+             absl::StrCat("--service_token_file=", dir_, "/service-token")},
+            port,
+            {absl::StrCat("--database=", TestDatabase(dir_, "customers")),
+             "--max_connection_age=1s", "--max_connection_age_grace=1s"});
+  ASSERT_NE(aging, nullptr);
+  auto channel = LoopbackChannel(port);
+  auto stub = cv1::CustomerManagementService::NewStub(channel);
+  cv1::ListCustomersRequest request;
+  cv1::ListCustomersResponse response;
+  ASSERT_TRUE(stub->ListCustomers(As(admin_).get(), request, &response).ok());
+  ASSERT_EQ(channel->GetState(false), GRPC_CHANNEL_READY);
+  const absl::Time by = absl::Now() + absl::Seconds(15);
+  while (channel->GetState(false) == GRPC_CHANNEL_READY && absl::Now() < by) {
+    channel->WaitForStateChange(
+        GRPC_CHANNEL_READY,
+        std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  }
+  EXPECT_NE(channel->GetState(false), GRPC_CHANNEL_READY)
+      << "the connection outlived --max_connection_age=1s";
+  // And the client carries on over a new connection.
+  EXPECT_TRUE(stub->ListCustomers(As(admin_).get(), request, &response).ok());
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "tests/support/http_receiver.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -130,17 +131,21 @@ void HttpReceiver::Handle(int connection) {
   (void)write(connection, answer.data(), answer.size());
 }
 
-std::string HttpGet(int port, const std::string& path) {
-  const int connection = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = htons(static_cast<uint16_t>(port));
+std::string HttpGet(int port, const std::string& path,
+                    const std::string& host) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), absl::StrCat(port).c_str(), &hints, &found) !=
+      0) {
+    return "";
+  }
+  const int connection = socket(found->ai_family, SOCK_STREAM, 0);
   std::string response;
-  if (connect(connection, reinterpret_cast<sockaddr*>(&address),
-              sizeof(address)) == 0) {
+  if (connect(connection, found->ai_addr, found->ai_addrlen) == 0) {
     const std::string request =
-        absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: ", host, "\r\n\r\n");
     if (write(connection, request.data(), request.size()) ==
         static_cast<ssize_t>(request.size())) {
       char buffer[4096];
@@ -150,6 +155,7 @@ std::string HttpGet(int port, const std::string& path) {
       }
     }
   }
+  freeaddrinfo(found);
   close(connection);
   return response;
 }

@@ -54,7 +54,8 @@ class HttpReceiver {
 
 // GET http://127.0.0.1:port/path; the whole response (status line,
 // headers, body), or "" when nothing answered.
-std::string HttpGet(int port, const std::string& path);
+std::string HttpGet(int port, const std::string& path,
+                    const std::string& host = "127.0.0.1");
 
 }  // namespace custos::testing
 
