@@ -36,6 +36,7 @@ absl::StatusOr<std::unique_ptr<Database>> OpenDatabase(
     PostgresOptions postgres;
     postgres.url = spec;
     postgres.pool_size = options.connections;
+    postgres.serialize_writes = options.serialize_writes;
     ASSIGN_OR_RETURN(std::unique_ptr<PostgresDatabase> database,
                      PostgresDatabase::Open(postgres, migrations));
     return std::unique_ptr<Database>(std::move(database));

@@ -182,6 +182,9 @@ struct DatabaseOptions {
   // for stores that must have been initialised already (a lost volume must
   // not look like a first start).
   bool create_if_missing = true;
+  // PostgreSQL: writers take turns (PostgresOptions::serialize_writes).
+  // Default: true.
+  bool serialize_writes = true;
 };
 
 // Opens `spec` — "sqlite:PATH" or "postgresql://..." (also "postgres://")

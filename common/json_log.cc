@@ -227,7 +227,7 @@ void LogRpc(const RpcLogEntry& entry, absl::StatusCode code) {
   line.Add("level", level)
       .Add("msg", "rpc")
       .Add("method", entry.method)
-      .Add("code", entry.code)
+      .Add("code", absl::StatusCodeToString(code))
       .Add("latency_ms", absl::ToDoubleMilliseconds(entry.latency))
       .Add("principal", entry.principal)
       .Add("request_id", entry.request_id);

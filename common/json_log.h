@@ -56,7 +56,6 @@ absl::Status SetLogLevel(absl::string_view level);
 // "info" lines are sampled (SetRpcLogSampleRate); the others never are.
 struct RpcLogEntry {
   absl::string_view method;
-  absl::string_view code;
   absl::Duration latency;
   absl::string_view principal;
   absl::string_view request_id;
@@ -64,6 +63,7 @@ struct RpcLogEntry {
   absl::string_view span_id;
   absl::string_view error;  // The status message for failed calls.
 };
+// `code` is written as "code" (e.g. "PERMISSION_DENIED").
 void LogRpc(const RpcLogEntry& entry, absl::StatusCode code);
 
 // The share of "info" call lines written, 0..1 (--access_log_sample_rate).

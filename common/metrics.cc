@@ -145,14 +145,16 @@ Metrics& Metrics::Default() {
 
 Metrics::MethodStats* Metrics::Method(absl::string_view service,
                                       absl::string_view method, RpcType type) {
-  const std::string key = absl::StrCat(service, "/", method);
   {
     absl::ReaderMutexLock lock(&mu_);
-    auto it = methods_.find(key);
-    if (it != methods_.end()) return it->second.get();
+    auto by_service = methods_.find(service);
+    if (by_service != methods_.end()) {
+      auto it = by_service->second.find(method);
+      if (it != by_service->second.end()) return it->second.get();
+    }
   }
   absl::MutexLock lock(&mu_);
-  auto& stats = methods_[key];
+  auto& stats = methods_[service][method];
   if (!stats) {
     stats = std::make_unique<MethodStats>();
     stats->service = std::string(service);
@@ -193,7 +195,11 @@ std::string Metrics::Render() {
   {
     absl::ReaderMutexLock lock(&mu_);
     collectors = collectors_;
-    for (const auto& [name, stats] : methods_) methods[name] = stats.get();
+    for (const auto& [service, by_method] : methods_) {
+      for (const auto& [method, stats] : by_method) {
+        methods[absl::StrCat(service, "/", method)] = stats.get();
+      }
+    }
   }
   MetricsText out;
   auto rpc_labels = [](const MethodStats& stats) {

@@ -86,9 +86,11 @@ class Metrics {
 
  private:
   absl::Mutex mu_;
-  // Keyed by "service/method".
-  absl::flat_hash_map<std::string, std::unique_ptr<MethodStats>> methods_
-      ABSL_GUARDED_BY(mu_);
+  // By service, then method: found without building a key (every call).
+  absl::flat_hash_map<
+      std::string,
+      absl::flat_hash_map<std::string, std::unique_ptr<MethodStats>>>
+      methods_ ABSL_GUARDED_BY(mu_);
   std::vector<Collector> collectors_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -372,7 +372,12 @@ absl::Status PostgresDatabase::Transaction(const char* begin,
   for (int attempt = 0;; ++attempt) {
     ASSIGN_OR_RETURN(std::unique_ptr<PostgresConnection> connection, Acquire());
     connection->session().conflict = false;
-    absl::Status status = connection->Exec(begin);
+    // Released by the server too if the connection drops.
+    const bool lock = !read_only && options_.serialize_writes;
+    absl::Status status =
+        lock ? connection->Exec("SELECT pg_advisory_lock(7411002)")
+             : absl::OkStatus();
+    if (status.ok()) status = connection->Exec(begin);
     // A pooled connection the server has dropped (a restart, a failover):
     // nothing ran yet, so try again on another.
     const bool dropped = absl::IsUnavailable(status);
@@ -384,6 +389,8 @@ absl::Status PostgresDatabase::Transaction(const char* begin,
     } else {
       connection->Exec("ROLLBACK").IgnoreError();
     }
+    if (lock)
+      connection->Exec("SELECT pg_advisory_unlock(7411002)").IgnoreError();
     // The connection was lost under the transaction (pg_terminate_backend,
     // a server restart): until COMMIT was sent nothing is committed, so it
     // runs again on another connection. A write lost during COMMIT may or

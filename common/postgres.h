@@ -115,12 +115,21 @@ struct PostgresOptions {
   int pool_size = 8;
   // Serialization failures retried per write. Default: 20.
   int max_retries = 20;
+  // Writers of every replica take one PostgreSQL advisory lock (session
+  // level, before BEGIN, so each transaction's snapshot is taken after the
+  // previous writer committed): the stores' write sequences (one counter row
+  // per store, which orders Watch history and change feeds) then never make
+  // concurrent writes fail and run again. Default: true. False: optimistic
+  // SERIALIZABLE writers, retried on conflict.
+  bool serialize_writes = true;
 };
 
 // A PostgreSQL database shared by every replica of a service. Writes are
-// SERIALIZABLE transactions, retried when PostgreSQL reports a
+// SERIALIZABLE transactions, one at a time across replicas
+// (PostgresOptions::serialize_writes), retried when PostgreSQL reports a
 // serialization failure, so each behaves as if it ran alone — what the
-// stores assume of SQLite's single writer. Reads see one snapshot.
+// stores assume of SQLite's single writer. Reads see one snapshot and never
+// wait for writers.
 // Thread-safe.
 class PostgresDatabase : public Database {
  public:

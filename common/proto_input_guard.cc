@@ -216,11 +216,9 @@ class InvalidInputInterceptor : public grpc::experimental::Interceptor {
     }
     methods->ModifySendStatus(ToGrpcStatus(refusal_));
     const absl::string_view method = ShortMethod(info_->method());
-    const std::string code_name = absl::StatusCodeToString(refusal_.code());
     const std::string& request_id = RequestId();
     RpcLogEntry entry;
     entry.method = method;
-    entry.code = code_name;
     entry.latency = absl::Now() - start_;
     entry.request_id = request_id;
     entry.error = refusal_.message();

@@ -83,10 +83,8 @@ void RpcRunner::Finish(grpc::CallbackServerContext* context,
                        const CallContext& call, const absl::Status& status) {
   context->AddInitialMetadata("x-request-id", start.scope.request_id);
   grpc::Status result = ToGrpcStatus(status);
-  const std::string code = absl::StatusCodeToString(status.code());
   RpcLogEntry entry;
   entry.method = method;
-  entry.code = code;
   entry.latency = absl::Now() - start.time;
   entry.principal = call.principal.subject;
   entry.request_id = start.scope.request_id;
@@ -112,8 +110,6 @@ void RpcRunner::LogStream(absl::string_view method, absl::Time start,
                           const absl::Status& status) const {
   RpcLogEntry entry;
   entry.method = method;
-  const std::string code = absl::StatusCodeToString(status.code());
-  entry.code = code;
   entry.latency = absl::Now() - start;
   entry.principal = call.principal.subject;
   entry.request_id = call.request_id;

@@ -169,6 +169,15 @@ class RpcRunner {
     CallContext call;
     absl::Status status = Authenticate(start, &call);
     if (status.ok() && write) status = AdmitWrite(call);
+    // A write still queued when its call ended (the caller's deadline, or
+    // the drain's grace at shutdown) does not start: the caller was told it
+    // failed, so nothing may be written. (One already in its transaction
+    // commits; the caller's retry with the same request_id is answered from
+    // the record it left.)
+    if (status.ok() && write && context->IsCancelled()) {
+      status = absl::UnavailableError(
+          "the call ended before its write began; nothing was written");
+    }
     if (status.ok()) {
       ScopedCall in_call(&start.scope);
       status = handler(call, request, response);

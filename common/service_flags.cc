@@ -86,6 +86,11 @@ ABSL_FLAG(bool, create_database, true,
           "create the SQLite store when its file does not exist; false "
           "once the store has been initialised, so that a lost volume is "
           "refused (\"store is missing\") instead of starting empty");
+ABSL_FLAG(bool, database_serialize_writes, true,
+          "PostgreSQL: writers of every replica take turns (one advisory "
+          "lock), so that the store's write sequence never makes concurrent "
+          "writes conflict and run again; false: optimistic writers retried "
+          "on conflict");
 ABSL_FLAG(std::string, service_token_file, "",
           "JWT with role `service` presented to peers; re-read when it "
           "changes");
@@ -211,6 +216,7 @@ DatabaseOptions DatabaseOptionsFromFlags() {
   options.connections = absl::GetFlag(FLAGS_database_connections);
   if (options.connections < 1) Die("--database_connections must be at least 1");
   options.create_if_missing = absl::GetFlag(FLAGS_create_database);
+  options.serialize_writes = absl::GetFlag(FLAGS_database_serialize_writes);
   return options;
 }
 

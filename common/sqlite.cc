@@ -333,33 +333,36 @@ absl::Status SqliteDatabase::Write(const Body& body) {
   // latency stays bounded.
   constexpr size_t kMaxGroup = 64;
   PendingWrite me{&body};
-  std::vector<PendingWrite*> group;
-  {
-    absl::MutexLock lock(&group_mu_);
-    waiting_.push_back(&me);
-    auto done_or_free = [this, &me]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(group_mu_) {
-      return me.done || !leading_;
-    };
+  absl::MutexLock lock(&group_mu_);
+  waiting_.push_back(&me);
+  auto done_or_free = [this, &me]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(group_mu_) {
+    return me.done || !leading_;
+  };
+  // Whoever finds no group under way runs the oldest waiting writes; a
+  // leader whose own write was not among them (more than kMaxGroup were
+  // waiting) leads again.
+  while (true) {
     group_mu_.Await(absl::Condition(&done_or_free));
     if (me.done) return me.status;
     leading_ = true;
+    std::vector<PendingWrite*> group;
     while (!waiting_.empty() && group.size() < kMaxGroup) {
       group.push_back(waiting_.front());
       waiting_.pop_front();
     }
-  }
-  {
-    absl::MutexLock lock(&write_mu_);
-    if (group.size() == 1 || !CommitGroup(group)) {
-      for (PendingWrite* write : group) {
-        write->status = Transaction(/*write=*/true, *write->body);
+    group_mu_.Unlock();
+    {
+      absl::MutexLock write_lock(&write_mu_);
+      if (group.size() == 1 || !CommitGroup(group)) {
+        for (PendingWrite* write : group) {
+          write->status = Transaction(/*write=*/true, *write->body);
+        }
       }
     }
+    group_mu_.Lock();
+    for (PendingWrite* write : group) write->done = true;
+    leading_ = false;
   }
-  absl::MutexLock lock(&group_mu_);
-  for (PendingWrite* write : group) write->done = true;
-  leading_ = false;
-  return me.status;
 }
 
 bool SqliteDatabase::CommitGroup(const std::vector<PendingWrite*>& group) {

@@ -5,7 +5,6 @@
 #include "absl/random/random.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 
 namespace custos {
 namespace {
@@ -24,11 +23,14 @@ bool AllZero(absl::string_view s) { return s.find_first_not_of('0') == s.npos; }
 std::string RandomHex(int bytes) {
   // One generator per thread: no lock on the per-call path.
   thread_local absl::InsecureBitGen gen;
-  std::string out;
-  while (static_cast<int>(out.size()) < 2 * bytes) {
-    absl::StrAppendFormat(&out, "%016x", absl::Uniform<uint64_t>(gen));
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(2 * bytes, '0');
+  for (int i = 0; i < 2 * bytes; i += 16) {
+    uint64_t bits = absl::Uniform<uint64_t>(gen);
+    for (int j = 0; j < 16 && i + j < 2 * bytes; ++j, bits >>= 4) {
+      out[i + j] = kDigits[bits & 0xf];
+    }
   }
-  out.resize(2 * bytes);
   if (AllZero(out)) out.back() = '1';
   return out;
 }

@@ -8,11 +8,13 @@
 //    store is healthy again after the next write that fits.
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <iterator>
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -20,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/database.h"
+#include "common/status_macros.h"
 #include "custos/notifications/v1/notifications_service.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -266,6 +269,61 @@ TEST(StoreFullTest, ABodysOwnErrorsDoNotMarkTheStore) {
   EXPECT_FALSE(
       (*db)->Read([](Connection&) { return absl::DataLossError("bad"); }).ok());
   EXPECT_TRUE((*db)->Health().ok()) << (*db)->Health();
+}
+
+// Group commit (issue 13): concurrent SQLite writers share transactions, each
+// body in its own savepoint. More writers than one group holds (64), some of
+// whose bodies fail after writing: every successful body's effect is there
+// exactly once, a failed one's not at all, as if each had run alone.
+TEST(SqliteGroupCommitTest, ConcurrentWritesCommitAsIfAloneAndFailuresAlone) {
+  auto db = OpenDatabase(
+      absl::StrCat("sqlite:", MakeTempDir(), "/group.db"),
+      {{1,
+        "CREATE TABLE counter (n INTEGER NOT NULL); INSERT INTO counter "
+        "VALUES (0); CREATE TABLE rows (id TEXT PRIMARY KEY);"}});
+  ASSERT_TRUE(db.ok()) << db.status();
+  constexpr int kThreads = 80;
+  constexpr int kWrites = 20;
+  std::atomic<int> succeeded{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kWrites; ++i) {
+        const bool fail = (t * kWrites + i) % 7 == 0;
+        absl::Status status = (*db)->Write([&](Connection& c) -> absl::Status {
+          auto bump = c.Prepare("UPDATE counter SET n = n + 1");
+          if (!bump.ok()) return bump.status();
+          RETURN_IF_ERROR(bump->Run());
+          auto insert = c.Prepare("INSERT INTO rows(id) VALUES (?)");
+          if (!insert.ok()) return insert.status();
+          RETURN_IF_ERROR(insert->Bind(1, absl::StrCat(t, "/", i)).Run());
+          return fail ? absl::FailedPreconditionError("changed its mind")
+                      : absl::OkStatus();
+        });
+        EXPECT_EQ(status.ok(), !fail) << status;
+        if (status.ok()) succeeded.fetch_add(1);
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  int64_t counter = -1, rows = -1;
+  ASSERT_TRUE((*db)
+                  ->Read([&](Connection& c) -> absl::Status {
+                    auto n = c.Prepare(
+                        "SELECT (SELECT n FROM counter), (SELECT COUNT(*) "
+                        "FROM rows)");
+                    if (!n.ok()) return n.status();
+                    auto row = n->Step();
+                    if (!row.ok()) return row.status();
+                    counter = n->ColumnInt64(0);
+                    rows = n->ColumnInt64(1);
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  EXPECT_EQ(succeeded.load(),
+            kThreads * kWrites - (kThreads * kWrites + 6) / 7);
+  EXPECT_EQ(counter, succeeded.load());
+  EXPECT_EQ(rows, succeeded.load());
 }
 
 }  // namespace
