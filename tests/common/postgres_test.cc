@@ -251,6 +251,58 @@ TEST_F(PostgresTest,
   EXPECT_LE(stats.open_connections, 8);  // the pool's cap
 }
 
+// Issue 13: pg_terminate_backend on the connection of a transaction under
+// way. Nothing was committed before COMMIT, so the write runs again on a new
+// connection and the caller sees it succeed, once.
+TEST_F(PostgresTest, AWriteWhoseConnectionIsTerminatedMidTransactionRunsAgain) {
+  const std::string url = NewDatabase();
+  auto db = Open(url);
+  ASSERT_NE(db, nullptr);
+  auto admin = Open(url);
+  ASSERT_NE(admin, nullptr);
+  int attempts = 0;
+  absl::Status write = db->Write([&](Connection& c) -> absl::Status {
+    ++attempts;
+    auto pid = c.Prepare("SELECT pg_backend_pid()");
+    if (!pid.ok()) return pid.status();
+    auto row = pid->Step();
+    if (!row.ok()) return row.status();
+    const int64_t backend = pid->ColumnInt64(0);
+    auto insert = c.Prepare("INSERT INTO items(id, n) VALUES (?, ?)");
+    if (!insert.ok()) return insert.status();
+    absl::Status inserted =
+        insert->Bind(1, absl::StrCat("item-", attempts)).Bind(2, 1).Run();
+    if (!inserted.ok()) return inserted;
+    if (attempts == 1) {
+      // An operator (or a failover) ends this very connection now.
+      absl::Status killed = admin->Read([&](Connection& a) -> absl::Status {
+        auto kill = a.Prepare("SELECT pg_terminate_backend(?)");
+        if (!kill.ok()) return kill.status();
+        return kill->Bind(1, backend).Run();
+      });
+      if (!killed.ok()) return killed;
+    }
+    return c.Exec("UPDATE counters SET value = value + 1 WHERE name = 'hits'");
+  });
+  EXPECT_TRUE(write.ok()) << write;
+  EXPECT_EQ(attempts, 2);
+  int64_t items = -1, hits = -1;
+  ASSERT_TRUE(db->Read([&](Connection& c) -> absl::Status {
+                  auto read = c.Prepare(
+                      "SELECT (SELECT COUNT(*) FROM items), (SELECT value "
+                      "FROM counters WHERE name = 'hits')");
+                  if (!read.ok()) return read.status();
+                  auto row = read->Step();
+                  if (!row.ok()) return row.status();
+                  items = read->ColumnInt64(0);
+                  hits = read->ColumnInt64(1);
+                  return absl::OkStatus();
+                }).ok());
+  // Only the second attempt's row: the first one's was never committed.
+  EXPECT_EQ(items, 1);
+  EXPECT_EQ(hits, 1);
+}
+
 TEST_F(PostgresTest, OpenDatabaseKeepsAtMostTheConnectionsAskedFor) {
   DatabaseOptions options;
   options.connections = 2;

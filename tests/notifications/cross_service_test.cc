@@ -780,6 +780,10 @@ TEST_F(CrossServiceTest, MetricsAreScrapedFromEveryService) {
       notifications,
       HasSubstr("custos_webhook_attempts_total{result=\"failed\"} 0\n"));
   EXPECT_THAT(HttpGet(metrics_ports_[2], "/other"), HasSubstr("HTTP/1.1 404"));
+  // Every endpoint as Prometheus reads it (promtool check metrics).
+  for (const std::string* scrape : {&access, &customers, &notifications}) {
+    EXPECT_EQ(::custos::testing::PromtoolCheckMetrics(*scrape), "");
+  }
 }
 
 }  // namespace

@@ -8,9 +8,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cstdio>
-#include <cstdlib>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -115,20 +112,7 @@ TEST_F(MetricsEndpointTest, ConventionalNamesAndProcessMetricsPassPromtool) {
     EXPECT_THAT(scrape, HasSubstr(name));
   }
   // promtool (Debian's prometheus package) reads it as Prometheus would.
-  const std::string body = scrape.substr(scrape.find("\r\n\r\n") + 4);
-  const std::string path = dir_ + "/scrape.txt";
-  std::ofstream(path) << body;
-  const std::string command =
-      absl::StrCat("promtool check metrics < ", path, " 2>&1");
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  char buffer[512];
-  while (fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
-  const int status = pclose(pipe);
-  ASSERT_NE(WEXITSTATUS(status), 127)
-      << "promtool is missing: apt-get install prometheus";
-  EXPECT_EQ(status, 0) << output;
+  EXPECT_EQ(::custos::testing::PromtoolCheckMetrics(scrape), "");
 }
 
 TEST_F(MetricsEndpointTest, ASlowClientAndIdleConnectionsDoNotDelayScrapes) {

@@ -4,8 +4,10 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <utility>
 
@@ -158,6 +160,34 @@ std::string HttpGet(int port, const std::string& path,
   freeaddrinfo(found);
   close(connection);
   return response;
+}
+
+std::string PromtoolCheckMetrics(const std::string& response) {
+  const size_t body = response.find("\r\n\r\n");
+  if (body == std::string::npos) return "no HTTP body";
+  char path[] = "/tmp/custos-scrape-XXXXXX";
+  const int fd = mkstemp(path);
+  if (fd < 0) return "cannot write a temporary file";
+  const std::string text = response.substr(body + 4);
+  const bool written =
+      write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  close(fd);
+  if (!written) return "cannot write a temporary file";
+  FILE* pipe = popen(
+      absl::StrCat("promtool check metrics < ", path, " 2>&1").c_str(), "r");
+  std::string output;
+  int status = -1;
+  if (pipe != nullptr) {
+    char buffer[512];
+    while (fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
+    status = pclose(pipe);
+  }
+  unlink(path);
+  if (status == 0) return "";
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+    return "promtool is missing: apt-get install prometheus";
+  }
+  return output.empty() ? "promtool failed" : output;
 }
 
 }  // namespace custos::testing

@@ -57,6 +57,11 @@ class HttpReceiver {
 std::string HttpGet(int port, const std::string& path,
                     const std::string& host = "127.0.0.1");
 
+// Runs `promtool check metrics` (Debian's prometheus package) on the body of
+// an HTTP `response`; "" when promtool accepts it, else what it said (or
+// that promtool is missing).
+std::string PromtoolCheckMetrics(const std::string& response);
+
 }  // namespace custos::testing
 
 #endif  // CUSTOS_TESTS_SUPPORT_HTTP_RECEIVER_H_
