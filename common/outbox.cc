@@ -69,7 +69,6 @@ bool IsPermanentRefusal(const absl::Status& status) {
     case absl::StatusCode::kPermissionDenied:
     case absl::StatusCode::kFailedPrecondition:
     case absl::StatusCode::kOutOfRange:
-    case absl::StatusCode::kUnimplemented:
     case absl::StatusCode::kAlreadyExists:
       return true;
     default:

@@ -52,9 +52,11 @@ struct OutboxMessage {
 
 // A peer's answer that no retry can change: the message itself is refused
 // (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION,
-// OUT_OF_RANGE, UNIMPLEMENTED, ALREADY_EXISTS). UNAUTHENTICATED is not: a
-// rotated or missing service token is fixed by the operator and the
-// messages then flow.
+// OUT_OF_RANGE, ALREADY_EXISTS). UNAUTHENTICATED is not: a rotated or
+// missing service token is fixed by the operator and the messages then
+// flow. Nor is UNIMPLEMENTED: during a rolling upgrade a replica of the old
+// version does not know a method the new senders call yet; the message
+// waits (with backoff) until the receivers are upgraded.
 bool IsPermanentRefusal(const absl::Status& status);
 
 // A message a peer refused for good.

@@ -396,14 +396,15 @@ TEST_F(OutboxTest, StopEndsAPassAfterTheGroupInFlightAndFreesTheLease) {
   EXPECT_EQ(static_cast<int64_t>(peer_.received.size()), left);
 }
 
-// Only answers no retry can change are dead letters: an outage or a
-// rejected service token (fixed by the operator) keeps the message queued.
+// Only answers no retry can change are dead letters: an outage, a rejected
+// service token (fixed by the operator) or a method the receiver does not
+// know yet (a rolling upgrade under way) keeps the message queued.
 TEST(OutboxRefusalTest, OnlyPermanentAnswersAreDeadLettered) {
   EXPECT_TRUE(IsPermanentRefusal(absl::InvalidArgumentError("")));
   EXPECT_TRUE(IsPermanentRefusal(absl::NotFoundError("")));
   EXPECT_TRUE(IsPermanentRefusal(absl::PermissionDeniedError("")));
   EXPECT_TRUE(IsPermanentRefusal(absl::FailedPreconditionError("")));
-  EXPECT_TRUE(IsPermanentRefusal(absl::UnimplementedError("")));
+  EXPECT_FALSE(IsPermanentRefusal(absl::UnimplementedError("")));
   EXPECT_FALSE(IsPermanentRefusal(absl::UnavailableError("")));
   EXPECT_FALSE(IsPermanentRefusal(absl::DeadlineExceededError("")));
   EXPECT_FALSE(IsPermanentRefusal(absl::UnauthenticatedError("")));
