@@ -42,6 +42,15 @@ struct JwtVerifier::Cache {
 
 namespace {
 
+constexpr char kKeyRefreshPayload[] = "type.custos.dev/needs-key-refresh";
+
+absl::Status NeedsKeyRefreshError() {
+  absl::Status status =
+      absl::UnavailableError("the token's key id is not known yet");
+  status.SetPayload(kKeyRefreshPayload, absl::Cord("1"));
+  return status;
+}
+
 using ::google::protobuf::Struct;
 using ::google::protobuf::Value;
 
@@ -331,7 +340,21 @@ absl::Status JwtVerifier::CheckValidityWindow(const Verified& verified) const {
   return absl::OkStatus();
 }
 
+bool NeedsKeyRefresh(const absl::Status& status) {
+  return status.GetPayload(kKeyRefreshPayload).has_value();
+}
+
 absl::StatusOr<Principal> JwtVerifier::Verify(absl::string_view token) const {
+  return Verify(token, /*may_wait=*/true);
+}
+
+absl::StatusOr<Principal> JwtVerifier::VerifyWithoutWaiting(
+    absl::string_view token) const {
+  return Verify(token, /*may_wait=*/false);
+}
+
+absl::StatusOr<Principal> JwtVerifier::Verify(absl::string_view token,
+                                              bool may_wait) const {
   if (token.size() > kMaxTokenBytes) return Unauthenticated("token too large");
 
   std::optional<Verified> cached;
@@ -345,7 +368,7 @@ absl::StatusOr<Principal> JwtVerifier::Verify(absl::string_view token) const {
     return std::move(cached->principal);
   }
 
-  ASSIGN_OR_RETURN(Verified verified, VerifyUncached(token));
+  ASSIGN_OR_RETURN(Verified verified, VerifyUncached(token, may_wait));
   RETURN_IF_ERROR(CheckValidityWindow(verified));
   {
     absl::MutexLock lock(&cache_->mu);
@@ -356,7 +379,7 @@ absl::StatusOr<Principal> JwtVerifier::Verify(absl::string_view token) const {
 }
 
 absl::StatusOr<JwtVerifier::Verified> JwtVerifier::VerifyUncached(
-    absl::string_view token) const {
+    absl::string_view token, bool may_wait) const {
   std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
   if (parts.size() != 3) return Unauthenticated("malformed token");
 
@@ -395,7 +418,7 @@ absl::StatusOr<JwtVerifier::Verified> JwtVerifier::VerifyUncached(
   const absl::string_view signing_input =
       token.substr(0, parts[0].size() + 1 + parts[1].size());
   const int64_t key_generation = KeyGeneration();
-  RETURN_IF_ERROR(CheckSignature(alg, kid, signing_input, signature));
+  RETURN_IF_ERROR(CheckSignature(alg, kid, signing_input, signature, may_wait));
 
   std::string payload_json;
   Struct claims;
@@ -454,7 +477,8 @@ int64_t JwtVerifier::KeyGeneration() const {
 absl::Status JwtVerifier::CheckSignature(const std::string& alg,
                                          const std::string& kid,
                                          absl::string_view signing_input,
-                                         absl::string_view signature) const {
+                                         absl::string_view signature,
+                                         bool may_wait) const {
   // The algorithm is chosen by configuration, never by the token: an RS256
   // deployment must not accept an HS256 token keyed with its public key, and
   // each key checks only the algorithm it is published for.
@@ -491,6 +515,9 @@ absl::Status JwtVerifier::CheckSignature(const std::string& alg,
   // A `kid` we do not know yet: the provider may have just rotated. Waiting
   // is worth it only for a reload that starts now; the gap between reloads
   // keeps made-up kids from holding threads or hammering the provider.
+  if (found.empty() && !kid.empty() && !may_wait) {
+    return NeedsKeyRefreshError();
+  }
   if (found.empty() && !kid.empty() && options_.key_source->RefreshSoon() &&
       options_.key_source->AwaitRefresh(options_.unknown_kid_wait)) {
     keys = options_.key_source->Keys();

@@ -74,6 +74,13 @@ class JwtVerifier {
   // hit.
   absl::StatusOr<Principal> Verify(absl::string_view token) const;
 
+  // As Verify, but never waits: where Verify would wait for the key set to
+  // be fetched again (a `kid` not known yet, up to
+  // JwtVerifierOptions::unknown_kid_wait), it returns at once a status for
+  // which NeedsKeyRefresh is true. For gRPC's reaction threads, which must
+  // not block; the caller then verifies on a thread that may wait.
+  absl::StatusOr<Principal> VerifyWithoutWaiting(absl::string_view token) const;
+
  private:
   // What a successful verification yields, kept in the cache so a hit can
   // re-check the validity window against the clock.
@@ -93,11 +100,14 @@ class JwtVerifier {
   JwtVerifier(JwtVerifierOptions options, const Clock* clock,
               std::shared_ptr<evp_pkey_st> rs256_key);
 
-  absl::StatusOr<Verified> VerifyUncached(absl::string_view token) const;
+  absl::StatusOr<Principal> Verify(absl::string_view token,
+                                   bool may_wait) const;
+  absl::StatusOr<Verified> VerifyUncached(absl::string_view token,
+                                          bool may_wait) const;
   absl::Status CheckValidityWindow(const Verified& verified) const;
   absl::Status CheckSignature(const std::string& alg, const std::string& kid,
                               absl::string_view signing_input,
-                              absl::string_view signature) const;
+                              absl::string_view signature, bool may_wait) const;
   int64_t KeyGeneration() const;
 
   JwtVerifierOptions options_;
@@ -105,6 +115,10 @@ class JwtVerifier {
   std::shared_ptr<evp_pkey_st> rs256_key_;  // Null when RS256 is disabled.
   std::shared_ptr<Cache> cache_;
 };
+
+// Whether `status` (from JwtVerifier::VerifyWithoutWaiting) means the token
+// can only be verified after waiting for the key set.
+bool NeedsKeyRefresh(const absl::Status& status);
 
 // Claims of a token to mint (tools/mint-token, tests).
 struct JwtClaims {

@@ -53,8 +53,8 @@ RpcRunner::CallStart RpcRunner::Begin(grpc::CallbackServerContext* context,
   return start;
 }
 
-absl::Status RpcRunner::Authenticate(const CallStart& start,
-                                     CallContext* call) const {
+absl::Status RpcRunner::Authenticate(const CallStart& start, CallContext* call,
+                                     bool may_wait) const {
   call->request_id = start.scope.request_id;
   absl::string_view token = start.token;
   if (token.empty()) {
@@ -66,7 +66,9 @@ absl::Status RpcRunner::Authenticate(const CallStart& start,
     return absl::UnauthenticatedError(
         "authorization metadata must be \"Bearer <token>\"");
   }
-  absl::StatusOr<Principal> principal = verifier_->Verify(token);
+  absl::StatusOr<Principal> principal =
+      may_wait ? verifier_->Verify(token)
+               : verifier_->VerifyWithoutWaiting(token);
   if (!principal.ok()) return principal.status();
   call->principal = *std::move(principal);
   return absl::OkStatus();

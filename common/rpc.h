@@ -94,8 +94,25 @@ class RpcRunner {
       return Unary(context, method, request, response, std::move(handler));
     }
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    Run(context, reactor, method, Begin(context, method), *request, response,
-        handler, /*write=*/false);
+    CallStart start = Begin(context, method);
+    // On gRPC's thread the token is checked without waiting; one whose key
+    // must be fetched first is checked (and served) on the executor.
+    CallContext call;
+    absl::Status status = Authenticate(start, &call, /*may_wait=*/false);
+    if (NeedsKeyRefresh(status)) {
+      executor_->Schedule([this, context, reactor, method, request, response,
+                           start = std::move(start),
+                           handler = std::move(handler)]() mutable {
+        Run(context, reactor, method, start, *request, response, handler,
+            /*write=*/false);
+      });
+      return reactor;
+    }
+    if (status.ok()) {
+      ScopedCall in_call(&start.scope);
+      status = handler(call, *request, response);
+    }
+    Finish(context, reactor, method, start, call, status);
     return reactor;
   }
 
@@ -112,7 +129,23 @@ class RpcRunner {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     CallStart start = Begin(context, method);
     CallContext call;
-    absl::Status status = Authenticate(start, &call);
+    absl::Status status = Authenticate(start, &call, /*may_wait=*/false);
+    if (NeedsKeyRefresh(status)) {
+      // The token's key must be fetched first: verified, then served, on
+      // the executor.
+      executor_->Schedule([this, context, reactor, method, request, response,
+                           start = std::move(start),
+                           blocking = std::move(blocking)]() mutable {
+        CallContext waited;
+        absl::Status result = Authenticate(start, &waited);
+        if (result.ok()) {
+          ScopedCall in_call(&start.scope);
+          result = blocking(waited, *request, response);
+        }
+        Finish(context, reactor, method, start, waited, result);
+      });
+      return reactor;
+    }
     if (status.ok()) {
       std::optional<absl::Status> answered;
       {
@@ -184,7 +217,10 @@ class RpcRunner {
     }
     Finish(context, reactor, method, start, call, status);
   }
-  absl::Status Authenticate(const CallStart& start, CallContext* call) const;
+  // `may_wait`: false on gRPC's threads (a status with NeedsKeyRefresh
+  // then asks to authenticate again on the executor).
+  absl::Status Authenticate(const CallStart& start, CallContext* call,
+                            bool may_wait = true) const;
   // The write rate limit, per principal subject. Role `service` is exempt:
   // peers deliver whole outbox batches as fast as they can.
   absl::Status AdmitWrite(const CallContext& call) const;

@@ -28,6 +28,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/auth.h"
+#include "common/clock.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -401,6 +403,52 @@ TEST_F(KeySourceFileTest, RefreshSoonIsRateLimited) {
   EXPECT_EQ((*(*source)->Keys())[0].kid, "first");
   EXPECT_EQ((*source)->refresh_count(), 1);
   // Destruction does not wait for the pending reload.
+}
+
+// Issue 13: gRPC's reaction threads never wait for a key set. A token whose
+// `kid` is not known yet is answered at once with NeedsKeyRefresh by
+// VerifyWithoutWaiting (the caller moves it to a thread that may wait);
+// Verify waits for the reload and accepts it once the provider has the key.
+TEST_F(KeySourceFileTest, VerifyWithoutWaitingNeverWaitsForAnUnknownKid) {
+  const KeyPair first = MakeP256();
+  const KeyPair second = MakeP256();
+  WriteJwks(Jwks({Jwk(first, "first")}));
+  absl::StatusOr<std::unique_ptr<KeySource>> source =
+      KeySource::Start(Options());
+  ASSERT_TRUE(source.ok()) << source.status();
+  JwtVerifierOptions options;
+  options.key_source = std::shared_ptr<KeySource>(std::move(*source));
+  options.unknown_kid_wait = kWait;
+  absl::StatusOr<JwtVerifier> verifier =
+      JwtVerifier::Create(options, RealClock::Get());
+  ASSERT_TRUE(verifier.ok()) << verifier.status();
+  JwtClaims claims;
+  claims.subject = "joan";
+  claims.issued_at = absl::Now();
+  claims.expires_at = absl::Now() + absl::Hours(1);
+  absl::StatusOr<std::string> known =
+      SignJwt(claims, "ES256", "first", first.private_pem);
+  absl::StatusOr<std::string> rotated =
+      SignJwt(claims, "ES256", "second", second.private_pem);
+  ASSERT_TRUE(known.ok() && rotated.ok());
+  EXPECT_TRUE(verifier->VerifyWithoutWaiting(*known).ok());
+
+  const absl::Time asked = absl::Now();
+  absl::StatusOr<Principal> inline_answer =
+      verifier->VerifyWithoutWaiting(*rotated);
+  // An upper bound on "at once", far below the 30 s it could wait.
+  EXPECT_LT(absl::Now() - asked, absl::Seconds(5));
+  EXPECT_TRUE(NeedsKeyRefresh(inline_answer.status()))
+      << inline_answer.status();
+
+  // The provider publishes the new key; the waiting path picks it up.
+  WriteJwks(Jwks({Jwk(first, "first"), Jwk(second, "second")}));
+  absl::StatusOr<Principal> waited = verifier->Verify(*rotated);
+  ASSERT_TRUE(waited.ok()) << waited.status();
+  EXPECT_EQ(waited->subject, "joan");
+  // Unknown and made-up kids alike are never UNAUTHENTICATED inline: the
+  // decision is left to the thread that may wait.
+  EXPECT_FALSE(NeedsKeyRefresh(absl::UnauthenticatedError("bad signature")));
 }
 
 TEST(KeySourceOptionsTest, RefusesBadOptions) {
