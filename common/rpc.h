@@ -49,13 +49,8 @@ class RpcRunner {
                                   const Request* request, Response* response,
                                   Handler handler) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    CallStart start = Begin(context, method);
-    executor_->Schedule([this, context, reactor, method, request, response,
-                         start = std::move(start),
-                         handler = std::move(handler)]() mutable {
-      Run(context, reactor, method, start, *request, response, handler,
-          /*write=*/false);
-    });
+    RunOnExecutor(context, reactor, method, Begin(context, method), request,
+                  response, std::move(handler), /*write=*/false);
     return reactor;
   }
 
@@ -70,13 +65,8 @@ class RpcRunner {
                                   const Request* request, Response* response,
                                   Handler handler) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    CallStart start = Begin(context, method);
-    executor_->Schedule([this, context, reactor, method, request, response,
-                         start = std::move(start),
-                         handler = std::move(handler)]() mutable {
-      Run(context, reactor, method, start, *request, response, handler,
-          /*write=*/true);
-    });
+    RunOnExecutor(context, reactor, method, Begin(context, method), request,
+                  response, std::move(handler), /*write=*/true);
     return reactor;
   }
 
@@ -95,24 +85,13 @@ class RpcRunner {
     }
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     CallStart start = Begin(context, method);
-    // On gRPC's thread the token is checked without waiting; one whose key
-    // must be fetched first is checked (and served) on the executor.
-    CallContext call;
-    absl::Status status = Authenticate(start, &call, /*may_wait=*/false);
-    if (NeedsKeyRefresh(status)) {
-      executor_->Schedule([this, context, reactor, method, request, response,
-                           start = std::move(start),
-                           handler = std::move(handler)]() mutable {
-        Run(context, reactor, method, start, *request, response, handler,
-            /*write=*/false);
-      });
-      return reactor;
+    // A token whose key must be fetched first is checked (and the call
+    // served) on the executor: gRPC's thread does not wait.
+    if (!Run(context, reactor, method, start, *request, response, handler,
+             /*write=*/false, /*may_wait=*/false)) {
+      RunOnExecutor(context, reactor, method, std::move(start), request,
+                    response, std::move(handler), /*write=*/false);
     }
-    if (status.ok()) {
-      ScopedCall in_call(&start.scope);
-      status = handler(call, *request, response);
-    }
-    Finish(context, reactor, method, start, call, status);
     return reactor;
   }
 
@@ -133,17 +112,8 @@ class RpcRunner {
     if (NeedsKeyRefresh(status)) {
       // The token's key must be fetched first: verified, then served, on
       // the executor.
-      executor_->Schedule([this, context, reactor, method, request, response,
-                           start = std::move(start),
-                           blocking = std::move(blocking)]() mutable {
-        CallContext waited;
-        absl::Status result = Authenticate(start, &waited);
-        if (result.ok()) {
-          ScopedCall in_call(&start.scope);
-          result = blocking(waited, *request, response);
-        }
-        Finish(context, reactor, method, start, waited, result);
-      });
+      RunOnExecutor(context, reactor, method, std::move(start), request,
+                    response, std::move(blocking), /*write=*/false);
       return reactor;
     }
     if (status.ok()) {
@@ -194,13 +164,17 @@ class RpcRunner {
   CallStart Begin(grpc::CallbackServerContext* context,
                   absl::string_view method,
                   RpcType type = RpcType::kUnary) const;
+  // Authenticates, admits a write, runs `handler` and finishes the call.
+  // With `may_wait` false (on gRPC's thread) it does nothing and returns
+  // false when the token can only be verified after fetching keys.
   template <typename Request, typename Response, typename Handler>
-  void Run(grpc::CallbackServerContext* context,
+  bool Run(grpc::CallbackServerContext* context,
            grpc::ServerUnaryReactor* reactor, absl::string_view method,
            const CallStart& start, const Request& request, Response* response,
-           Handler& handler, bool write) const {
+           Handler& handler, bool write, bool may_wait = true) const {
     CallContext call;
-    absl::Status status = Authenticate(start, &call);
+    absl::Status status = Authenticate(start, &call, may_wait);
+    if (NeedsKeyRefresh(status)) return false;
     if (status.ok() && write) status = AdmitWrite(call);
     // A write still queued when its call ended (the caller's deadline, or
     // the drain's grace at shutdown) does not start: the caller was told it
@@ -216,6 +190,20 @@ class RpcRunner {
       status = handler(call, request, response);
     }
     Finish(context, reactor, method, start, call, status);
+    return true;
+  }
+  // Run on the executor, where waiting is allowed.
+  template <typename Request, typename Response, typename Handler>
+  void RunOnExecutor(grpc::CallbackServerContext* context,
+                     grpc::ServerUnaryReactor* reactor,
+                     absl::string_view method, CallStart start,
+                     const Request* request, Response* response,
+                     Handler handler, bool write) const {
+    executor_->Schedule([this, context, reactor, method, request, response,
+                         write, start = std::move(start),
+                         handler = std::move(handler)]() mutable {
+      Run(context, reactor, method, start, *request, response, handler, write);
+    });
   }
   // `may_wait`: false on gRPC's threads (a status with NeedsKeyRefresh
   // then asks to authenticate again on the executor).
