@@ -111,13 +111,13 @@ absl::Status EnqueueOutbox(Connection& db, absl::string_view destination,
       db.Prepare("INSERT INTO outbox(destination, method, payload, "
                  "next_attempt_micros, create_micros, trace_parent, "
                  "request_id) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)"));
-  const CallScope* call = CurrentCall();
+  const PropagatedCall call = PropagateCurrentCall();
   return insert.Bind(1, destination)
       .Bind(2, method)
       .BindBlob(3, payload.SerializeAsString())
       .Bind(4, absl::ToUnixMicros(now))
-      .Bind(5, call != nullptr ? ChildSpan(call->trace).Traceparent() : "")
-      .Bind(6, call != nullptr ? absl::string_view(call->request_id) : "")
+      .Bind(5, call.traceparent)
+      .Bind(6, call.request_id)
       .Run();
 }
 

@@ -19,12 +19,6 @@ std::string MetadataValue(const grpc::CallbackServerContext* context,
   return std::string(it->second.data(), it->second.size());
 }
 
-std::string NewRequestId() {
-  // One generator per thread: no lock on the per-call path.
-  thread_local absl::InsecureBitGen gen;
-  return absl::StrFormat("%016x", absl::Uniform<uint64_t>(gen));
-}
-
 // Keeps caller-supplied ids printable and bounded before they reach logs.
 bool IsUsableRequestId(absl::string_view id) {
   if (id.empty() || id.size() > 128) return false;
@@ -46,7 +40,7 @@ RpcRunner::CallStart RpcRunner::Begin(grpc::CallbackServerContext* context,
   start.token = MetadataValue(context, "authorization");
   start.scope.request_id = MetadataValue(context, "x-request-id");
   if (!IsUsableRequestId(start.scope.request_id)) {
-    start.scope.request_id = NewRequestId();
+    start.scope.request_id = RandomHexId(8);
   }
   start.scope.trace = ServerSpan(MetadataValue(context, "traceparent"),
                                  MetadataValue(context, "tracestate"));

@@ -45,12 +45,13 @@ void ServiceToken::Prepare(grpc::ClientContext* context,
   context->set_wait_for_ready(true);
   // The call this thread serves continues into the peer: same trace (a new
   // span) and the same request id.
-  if (const CallScope* call = CurrentCall(); call != nullptr) {
-    context->AddMetadata("traceparent", ChildSpan(call->trace).Traceparent());
-    if (!call->trace.tracestate.empty()) {
-      context->AddMetadata("tracestate", call->trace.tracestate);
+  const PropagatedCall call = PropagateCurrentCall();
+  if (!call.traceparent.empty()) {
+    context->AddMetadata("traceparent", call.traceparent);
+    if (!call.tracestate.empty()) {
+      context->AddMetadata("tracestate", call.tracestate);
     }
-    context->AddMetadata("x-request-id", call->request_id);
+    context->AddMetadata("x-request-id", call.request_id);
   }
   std::string token = Get();
   if (!token.empty()) {

@@ -20,7 +20,9 @@ bool IsLowerHex(absl::string_view s) {
 
 bool AllZero(absl::string_view s) { return s.find_first_not_of('0') == s.npos; }
 
-std::string RandomHex(int bytes) {
+}  // namespace
+
+std::string RandomHexId(int bytes) {
   // One generator per thread: no lock on the per-call path.
   thread_local absl::InsecureBitGen gen;
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -34,8 +36,6 @@ std::string RandomHex(int bytes) {
   if (AllZero(out)) out.back() = '1';
   return out;
 }
-
-}  // namespace
 
 std::string TraceContext::Traceparent() const {
   return absl::StrCat("00-", trace_id, "-", span_id, "-", flags);
@@ -75,9 +75,9 @@ TraceContext ServerSpan(absl::string_view traceparent,
     span.flags = std::move(caller->flags);
     if (tracestate.size() <= 512) span.tracestate = std::string(tracestate);
   } else {
-    span.trace_id = RandomHex(16);
+    span.trace_id = RandomHexId(16);
   }
-  span.span_id = RandomHex(8);
+  span.span_id = RandomHexId(8);
   return span;
 }
 
@@ -87,11 +87,21 @@ TraceContext ChildSpan(const TraceContext& parent) {
   child.parent_id = parent.span_id;
   child.flags = parent.flags;
   child.tracestate = parent.tracestate;
-  child.span_id = RandomHex(8);
+  child.span_id = RandomHexId(8);
   return child;
 }
 
 const CallScope* CurrentCall() { return current_call; }
+
+PropagatedCall PropagateCurrentCall() {
+  PropagatedCall propagated;
+  if (const CallScope* call = CurrentCall(); call != nullptr) {
+    propagated.traceparent = ChildSpan(call->trace).Traceparent();
+    propagated.tracestate = call->trace.tracestate;
+    propagated.request_id = call->request_id;
+  }
+  return propagated;
+}
 
 ScopedCall::ScopedCall(const CallScope* scope) : previous_(current_call) {
   current_call = scope;

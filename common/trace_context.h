@@ -34,6 +34,10 @@ TraceContext ServerSpan(absl::string_view traceparent,
 // A new span in `parent`'s trace, for a call this process makes.
 TraceContext ChildSpan(const TraceContext& parent);
 
+// `bytes` random bytes as lowercase hex, never all zeros (span and trace
+// ids, request ids). Cheap: a per-thread generator, no formatting.
+std::string RandomHexId(int bytes);
+
 // What the current thread is doing for a call: every log line written and
 // every peer call made from it carries the call's trace and request id.
 struct CallScope {
@@ -43,6 +47,16 @@ struct CallScope {
 
 // The call the current thread serves; null outside calls (background work).
 const CallScope* CurrentCall();
+
+// What an effect of the current call carries on (a peer call, an outbox
+// row, a webhook POST): a child span's traceparent, the tracestate and the
+// request id; all empty outside a call.
+struct PropagatedCall {
+  std::string traceparent;
+  std::string tracestate;
+  std::string request_id;
+};
+PropagatedCall PropagateCurrentCall();
 
 // Makes `scope` the current thread's call until destroyed (then the previous
 // one again). REQUIRES: `scope` outlives this.

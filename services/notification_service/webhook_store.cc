@@ -90,17 +90,14 @@ absl::StatusOr<int64_t> WebhookStore::QueueAlert(
   int64_t queued = 0;
   const int64_t micros = absl::ToUnixMicros(now);
   // The POST continues the trace of the call that published the alert.
-  const CallScope* call = CurrentCall();
-  const std::string trace_parent =
-      call != nullptr ? ChildSpan(call->trace).Traceparent() : "";
-  const std::string request_id = call != nullptr ? call->request_id : "";
+  const PropagatedCall call = PropagateCurrentCall();
   if (all) {
     RETURN_IF_ERROR(insert.Bind(1, alert_id)
                         .Bind(2, micros)
                         .Bind(3, 1)
                         .Bind(4, "")
-                        .Bind(5, trace_parent)
-                        .Bind(6, request_id)
+                        .Bind(5, call.traceparent)
+                        .Bind(6, call.request_id)
                         .Run());
     return db.Changes();
   }
@@ -109,8 +106,8 @@ absl::StatusOr<int64_t> WebhookStore::QueueAlert(
                         .Bind(2, micros)
                         .Bind(3, 0)
                         .Bind(4, owner)
-                        .Bind(5, trace_parent)
-                        .Bind(6, request_id)
+                        .Bind(5, call.traceparent)
+                        .Bind(6, call.request_id)
                         .Run());
     queued += db.Changes();
     insert.Reset();
