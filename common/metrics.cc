@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/grpc_code_names.h"
 #include "prometheus/text_serializer.h"
 
 namespace custos {
@@ -87,25 +88,7 @@ const char* TypeLabel(RpcType type) {
 }  // namespace
 
 absl::string_view GrpcCodeLabel(absl::StatusCode code) {
-  static constexpr const char* kNames[] = {"OK",
-                                           "Canceled",
-                                           "Unknown",
-                                           "InvalidArgument",
-                                           "DeadlineExceeded",
-                                           "NotFound",
-                                           "AlreadyExists",
-                                           "PermissionDenied",
-                                           "ResourceExhausted",
-                                           "FailedPrecondition",
-                                           "Aborted",
-                                           "OutOfRange",
-                                           "Unimplemented",
-                                           "Internal",
-                                           "Unavailable",
-                                           "DataLoss",
-                                           "Unauthenticated"};
-  const size_t index = static_cast<size_t>(code);
-  return index < sizeof(kNames) / sizeof(kNames[0]) ? kNames[index] : "Unknown";
+  return GoCodeName(static_cast<int>(code)).value_or("Unknown");
 }
 
 void MetricsText::Family(absl::string_view name, absl::string_view type,

@@ -57,6 +57,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/grpc_code_names.h"
 #include "google/protobuf/any.pb.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/descriptor.pb.h"
@@ -468,26 +469,9 @@ std::string MetadataToString(
 // Status output, as grpc-go and grpcurl spell it.
 
 std::string GoCodeName(grpc::StatusCode code) {
-  static const char* const kNames[] = {"OK",
-                                       "Canceled",
-                                       "Unknown",
-                                       "InvalidArgument",
-                                       "DeadlineExceeded",
-                                       "NotFound",
-                                       "AlreadyExists",
-                                       "PermissionDenied",
-                                       "ResourceExhausted",
-                                       "FailedPrecondition",
-                                       "Aborted",
-                                       "OutOfRange",
-                                       "Unimplemented",
-                                       "Internal",
-                                       "Unavailable",
-                                       "DataLoss",
-                                       "Unauthenticated"};
   const int index = static_cast<int>(code);
-  if (index >= 0 && index < static_cast<int>(std::size(kNames))) {
-    return kNames[index];
+  if (std::optional<absl::string_view> name = custos::GoCodeName(index)) {
+    return std::string(*name);
   }
   return absl::StrCat("Code(", index, ")");
 }
