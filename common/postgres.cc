@@ -8,7 +8,6 @@
 #include <utility>
 
 #include "absl/random/random.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -366,14 +365,14 @@ void PostgresDatabase::Release(std::unique_ptr<PostgresConnection> connection) {
   }
 }
 
-absl::Status PostgresDatabase::Transaction(const char* begin,
-                                           const Body& body) {
-  const bool read_only = absl::StrContains(begin, "READ ONLY");
+absl::Status PostgresDatabase::Transaction(bool write, const Body& body) {
+  const char* begin = write ? "BEGIN ISOLATION LEVEL SERIALIZABLE"
+                            : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
   for (int attempt = 0;; ++attempt) {
     ASSIGN_OR_RETURN(std::unique_ptr<PostgresConnection> connection, Acquire());
     connection->session().conflict = false;
     // Released by the server too if the connection drops.
-    const bool lock = !read_only && options_.serialize_writes;
+    const bool lock = write && options_.serialize_writes;
     absl::Status status =
         lock ? connection->Exec("SELECT pg_advisory_lock(7411002)")
              : absl::OkStatus();
@@ -384,7 +383,7 @@ absl::Status PostgresDatabase::Transaction(const char* begin,
     bool commit_sent = false;
     if (status.ok()) status = body(*connection);
     if (status.ok()) {
-      commit_sent = !read_only;
+      commit_sent = write;
       status = connection->Exec("COMMIT");
     } else {
       connection->Exec("ROLLBACK").IgnoreError();
@@ -406,7 +405,7 @@ absl::Status PostgresDatabase::Transaction(const char* begin,
       connections_replaced_.fetch_add(1);
       continue;
     }
-    Observe(status, !read_only);
+    Observe(status, write);
     if (!conflict || attempt >= options_.max_retries) return status;
     conflict_retries_.fetch_add(1);
     // Another transaction won: run again after a jittered pause, so that
@@ -418,7 +417,7 @@ absl::Status PostgresDatabase::Transaction(const char* begin,
 }
 
 absl::Status PostgresDatabase::Write(const Body& body) {
-  return Transaction("BEGIN ISOLATION LEVEL SERIALIZABLE", body);
+  return Transaction(/*write=*/true, body);
 }
 
 DatabaseStats PostgresDatabase::Stats() const {
@@ -434,7 +433,7 @@ DatabaseStats PostgresDatabase::Stats() const {
 }
 
 absl::Status PostgresDatabase::Read(const Body& body) {
-  return Transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", body);
+  return Transaction(/*write=*/false, body);
 }
 
 }  // namespace custos

@@ -147,7 +147,7 @@ class PostgresDatabase : public Database {
  private:
   explicit PostgresDatabase(PostgresOptions options)
       : options_(std::move(options)) {}
-  absl::Status Transaction(const char* begin, const Body& body);
+  absl::Status Transaction(bool write, const Body& body);
   absl::StatusOr<std::unique_ptr<PostgresConnection>> Acquire();
   // Pools the connection, or closes it when it is broken or mid-transaction.
   void Release(std::unique_ptr<PostgresConnection> connection);
