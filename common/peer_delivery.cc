@@ -85,8 +85,23 @@ std::shared_ptr<grpc::Channel> PeerChannel(
   // pick_first's one connection for the channel's life. The name is
   // resolved again whenever a connection ends; servers end each after
   // --max_connection_age, so replicas added later get their share.
-  args.SetServiceConfigJSON(
-      R"json({"loadBalancingConfig":[{"round_robin":{}}]})json");
+  // A call that fails UNAVAILABLE (a replica killed under it, before the
+  // channel saw the connection go) is tried again, on another replica: every
+  // peer call is a read or an idempotent delivery (receivers dedupe by
+  // request_id), so a repeat is harmless.
+  args.SetServiceConfigJSON(R"json({
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [{
+      "name": [{}],
+      "retryPolicy": {
+        "maxAttempts": 3,
+        "initialBackoff": "0.05s",
+        "maxBackoff": "0.5s",
+        "backoffMultiplier": 2,
+        "retryableStatusCodes": ["UNAVAILABLE"]
+      }
+    }]
+  })json");
   return grpc::CreateCustomChannel(address, std::move(credentials), args);
 }
 

@@ -25,7 +25,8 @@ OutboxWorker::DeliverBatch PeerDelivery(std::shared_ptr<grpc::Channel> channel,
 // A channel to `address` (any gRPC target: host:port, dns:///name:port,
 // ipv4:a:p,b:p) with `credentials` (plaintext, TLS or mTLS:
 // PeerCredentialsFromFlags), redialled quickly after a peer restart, with
-// calls spread round-robin over every address the target resolves to.
+// calls spread round-robin over every address the target resolves to and
+// retried (at most 3 attempts) when they fail UNAVAILABLE.
 std::shared_ptr<grpc::Channel> PeerChannel(
     const std::string& address,
     std::shared_ptr<grpc::ChannelCredentials> credentials);

@@ -554,6 +554,27 @@ TEST_F(ReplicaTest, LoadSpreads_PeerChannelCallsEveryReplicaOfATarget) {
   EXPECT_EQ(served[kA] + served[kB], kCalls);
   EXPECT_GE(served[kA], kCalls / 4) << "replica A served " << served[kA];
   EXPECT_GE(served[kB], kCalls / 4) << "replica B served " << served[kB];
+
+  // A replica dies (a node lost): the same channel keeps answering from
+  // the one left, without an error reaching the caller.
+  customers_[kB]->Signal(SIGKILL);
+  customers_[kB]->WaitForExit(absl::Seconds(10));
+  for (int i = 0; i < kCalls; ++i) {
+    auto context = As(admin_);
+    context->set_wait_for_ready(true);  // as every peer call (ServiceToken)
+    cv1::ListCustomersRequest request;
+    cv1::ListCustomersResponse response;
+    auto status = stub->ListCustomers(context.get(), request, &response);
+    EXPECT_TRUE(status.ok())
+        << "call " << i << " after replica B died: " << status.error_message();
+  }
+  const absl::Time by_a = absl::Now() + absl::Seconds(10);
+  int served_by_a = 0;
+  do {
+    absl::SleepFor(absl::Milliseconds(50));
+    served_by_a = CallsLogged(*customers_[kA], "ListCustomers");
+  } while (served_by_a < served[kA] + kCalls && absl::Now() < by_a);
+  EXPECT_EQ(served_by_a, served[kA] + kCalls);
 }
 
 TEST_F(ReplicaTest, LoadSpreads_ServerEndsConnectionsAfterMaxConnectionAge) {
