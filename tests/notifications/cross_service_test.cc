@@ -237,6 +237,23 @@ class CrossServiceTest : public ::testing::Test {
         Request("bill", "acme-sid", av1::SITE_ROLE_SITE_ADMINISTRATOR).name());
   }
 
+  // Acme with Bill, Bill's own notice delivered, then NotificationService
+  // stopped and `count` users (`user_prefix`0, 1, ...) asking to join: the
+  // requests' names, whose notices wait in AccessService's outbox.
+  std::set<std::string> RequestsWhileNotificationsIsDown(
+      const std::string& user_prefix, int count) {
+    SeedAcmeWithBill();
+    AwaitInbox("users/bill", Token("bill"), "sites/acme-sid/", 1);
+    EXPECT_EQ(notifications_->Stop(), 0);
+    std::set<std::string> requests;
+    for (int i = 0; i < count; ++i) {
+      requests.insert(Request(absl::StrCat(user_prefix, i), "acme-sid",
+                              av1::SITE_ROLE_VIEW_ONLY)
+                          .name());
+    }
+    return requests;
+  }
+
   // More access_service flags, set before SetUp.
   std::vector<std::string> access_extra_;
   std::vector<std::string> access_args_;
@@ -340,15 +357,8 @@ TEST_F(CrossServiceTest, R8_TheRequesterHearsTheDecision) {
 
 TEST_F(CrossServiceTest,
        R8_NoticesWaitInTheOutboxWhileNotificationServiceIsDown) {
-  SeedAcmeWithBill();
-  AwaitInbox("users/bill", Token("bill"), "sites/acme-sid/", 1);
-  ASSERT_EQ(notifications_->Stop(), 0);
-  std::set<std::string> requests;
-  for (int i = 0; i < 20; ++i) {
-    requests.insert(
-        Request(absl::StrCat("user", i), "acme-sid", av1::SITE_ROLE_VIEW_ONLY)
-            .name());
-  }
+  const std::set<std::string> requests =
+      RequestsWhileNotificationsIsDown("user", 20);
   StartNotifications();
   auto notices = AwaitInbox("users/bill", Token("bill"),
                             "sites/acme-sid/accessRequests/", 21);
@@ -367,15 +377,8 @@ TEST_F(CrossServiceTest,
 // the lease at once instead of waiting it out, so notices move right after
 // the restart.
 TEST_F(CrossServiceTest, R8_AfterAKillTheRestartedProcessDeliversAtOnce) {
-  SeedAcmeWithBill();
-  AwaitInbox("users/bill", Token("bill"), "sites/acme-sid/", 1);
-  ASSERT_EQ(notifications_->Stop(), 0);
-  std::set<std::string> requests;
-  for (int i = 0; i < 3; ++i) {
-    requests.insert(
-        Request(absl::StrCat("kim", i), "acme-sid", av1::SITE_ROLE_VIEW_ONLY)
-            .name());
-  }
+  const std::set<std::string> requests =
+      RequestsWhileNotificationsIsDown("kim", 3);
   access_->Signal(SIGKILL);
   access_->WaitForExit(absl::Seconds(10));
   // As it lay dead: holding the lease of a pass under way for a minute
